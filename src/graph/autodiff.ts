@@ -1,0 +1,132 @@
+/**
+ * Reverse-mode automatic differentiation over ONNX graphs. Given a scalar loss and the tensors to
+ * differentiate with respect to, it appends the backward pass to the same graph, as ordinary ONNX nodes
+ * emitted by one small rule per op (graph/ops/*). ORT then runs forward and backward in one session.
+ */
+import { GraftError } from '../errors.ts';
+import { type GraphBuilder, type Sym, inferCtx, staticShape } from './builder.ts';
+import type { Node } from './ir.ts';
+import { type GradCtx, OPS } from './ops/registry.ts';
+import { sizeOf, tensor } from './tensor.ts';
+
+export interface GradientOptions {
+  /** Gradient fed into the loss (default: ones, i.e. d loss / d loss = 1). */
+  seed?: Sym;
+}
+
+/** Returns the gradient of `loss` for each name in `wrt` that the loss depends on. */
+export function gradients(b: GraphBuilder, loss: string, wrt: string[], opts: GradientOptions = {}): Map<string, Sym> {
+  const g = b.graph;
+  const forward = [...g.toposort().nodes];
+  const wrtSet = new Set(wrt);
+
+  // Tensors that depend on a wrt tensor, and tensors the loss depends on.
+  const reach = new Set<string>(wrt);
+  for (const n of forward) {
+    if (n.inputs.some((i) => reach.has(i))) for (const o of n.outputs) if (o) reach.add(o);
+  }
+  const prod = g.producers();
+  const needed = new Set<string>();
+  const stack = [loss];
+  while (stack.length) {
+    const t = stack.pop()!;
+    if (needed.has(t)) continue;
+    needed.add(t);
+    const n = prod.get(t);
+    if (n) for (const i of n.inputs) if (i) stack.push(i);
+  }
+  const active = forward.filter((n) => n.outputs.some((o) => needed.has(o) && reach.has(o)));
+
+  const acc = new Map<string, Sym[]>();
+  const push = (name: string, s: Sym) => {
+    const list = acc.get(name);
+    if (list) list.push(s);
+    else acc.set(name, [s]);
+  };
+  const total = (name: string): Sym | null => {
+    const list = acc.get(name);
+    if (!list || list.length === 0) return null;
+    if (list.length === 1) return list[0]!;
+    const s = b.op1('Sum', list);
+    acc.set(name, [s]);
+    return s;
+  };
+
+  const l = b.sym(loss);
+  push(loss, opts.seed ?? b.constant(tensor(l.dtype, staticShape(l), new Array(sizeOf(staticShape(l))).fill(1))));
+
+  for (let k = active.length - 1; k >= 0; k--) {
+    const node = active[k]!;
+    const dys = node.outputs.map((o) => (o ? total(o) : null));
+    if (dys.every((d) => d === null)) continue;
+    const def = OPS.get(node.op);
+    if (!def?.grad || (node.domain && node.domain !== 'ai.onnx')) {
+      throw new GraftError('E_GRAD_NO_RULE', `no gradient rule for op ${node.domain ? node.domain + '.' : ''}${node.op} (node "${node.name}")`,
+        'Freeze the layers that use this op (train from a later cut), or file an issue asking for the rule.',
+        { op: node.op, node: node.name });
+    }
+    const needs = (i: number) => {
+      const name = node.inputs[i];
+      return !!name && reach.has(name) && !(def.nondiff ?? []).includes(i);
+    };
+    const ctx = gradCtx(b, node, dys, needs);
+    const grads = def.grad(ctx);
+    node.inputs.forEach((name, i) => {
+      if (!needs(i)) return;
+      const gi = grads[i];
+      if (gi === undefined) {
+        throw new GraftError('E_GRAD_UNSUPPORTED', `op ${node.op} (node "${node.name}") has no gradient for its input ${i} ("${name}")`,
+          'That input cannot be trained through this op; freeze what feeds it.', { op: node.op, node: node.name });
+      }
+      if (gi) push(name, gi);
+    });
+  }
+
+  const out = new Map<string, Sym>();
+  for (const w of wrtSet) {
+    const s = total(w);
+    if (s) out.set(w, s);
+  }
+  return out;
+}
+
+function gradCtx(b: GraphBuilder, node: Node, dys: (Sym | null)[], needs: (i: number) => boolean): GradCtx {
+  const base = inferCtx(node, node.inputs.map((i) => (i ? b.types.get(i) : undefined)));
+  return {
+    ...base,
+    b,
+    x: (i) => {
+      const name = node.inputs[i];
+      if (!name) throw new GraftError('E_GRAPH_INVALID', `node ${node.name} (${node.op}) has no input ${i}`, 'The graph is malformed.');
+      return b.sym(name);
+    },
+    y: (i) => b.sym(node.outputs[i]!),
+    dy: (i) => dys[i] ?? null,
+    needs,
+    unbroadcast: (gs, target) => unbroadcast(b, gs, target),
+    ensureOutput: (i) => {
+      while (node.outputs.length <= i) node.outputs.push('');
+      if (!node.outputs[i]) {
+        node.outputs[i] = b.graph.fresh(`${node.name}_out${i}`);
+        b.inferNode(node);
+      }
+      return b.sym(node.outputs[i]!);
+    },
+  };
+}
+
+/** Sums a broadcast gradient back down to the shape of the tensor it flowed from. */
+export function unbroadcast(b: GraphBuilder, g: Sym, target: Sym): Sym {
+  const gs = staticShape(g);
+  const ts = staticShape(target);
+  if (gs.length === ts.length && gs.every((d, i) => d === ts[i])) return g;
+  const lead = gs.length - ts.length;
+  const axes: number[] = [];
+  for (let i = 0; i < gs.length; i++) {
+    if (i < lead) axes.push(i);
+    else if (ts[i - lead] === 1 && gs[i] !== 1) axes.push(i);
+  }
+  let r = axes.length ? b.reduceSum(g, axes, true) : g;
+  if (lead > 0 || r.shape.length !== ts.length) r = b.reshape(r, ts);
+  return r;
+}

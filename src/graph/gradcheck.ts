@@ -1,0 +1,123 @@
+/**
+ * Checks gradient rules against central finite differences. The checked function f is reduced to a
+ * scalar with a fixed random projection, loss = sum(f(x) * R), so every output element matters.
+ */
+import { GraphBuilder, type Sym } from './builder.ts';
+import { gradients } from './autodiff.ts';
+import { Session } from '../runtime/session.ts';
+import { type DType, type TensorData, sizeOf, tensor } from './tensor.ts';
+import type { Dim } from './ir.ts';
+
+export interface CheckInput {
+  name: string;
+  shape: number[];
+  /** Values (default: seeded uniform in [lo, hi)). */
+  values?: number[];
+  lo?: number;
+  hi?: number;
+  /** Differentiate with respect to this input (default true). */
+  wrt?: boolean;
+  dtype?: DType;
+}
+
+export interface GradcheckOptions {
+  dtype?: DType; // float64 by default
+  eps?: number;
+  rtol?: number;
+  atol?: number;
+  seed?: number;
+  /** At most this many elements per input are perturbed (chosen evenly). */
+  maxElems?: number;
+}
+
+export interface GradcheckResult {
+  maxAbsErr: number;
+  maxRelErr: number;
+  checked: number;
+  analytic: Record<string, Float64Array>;
+  numeric: Record<string, Float64Array>;
+  ok: boolean;
+}
+
+/** Deterministic uniform numbers in [0, 1) (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export async function gradcheck(
+  build: (b: GraphBuilder, xs: Sym[]) => Sym,
+  inputs: CheckInput[],
+  opts: GradcheckOptions = {},
+): Promise<GradcheckResult> {
+  const dtype = opts.dtype ?? 'float64';
+  const eps = opts.eps ?? (dtype === 'float64' ? 1e-6 : 1e-2);
+  const rtol = opts.rtol ?? (dtype === 'float64' ? 1e-5 : 2e-2);
+  const atol = opts.atol ?? (dtype === 'float64' ? 1e-7 : 2e-3);
+  const rand = rng(opts.seed ?? 1);
+  const b = new GraphBuilder();
+  const feeds: Record<string, TensorData> = {};
+  const xs = inputs.map((inp) => {
+    const dt = inp.dtype ?? dtype;
+    const n = sizeOf(inp.shape);
+    const lo = inp.lo ?? -1;
+    const hi = inp.hi ?? 1;
+    const vals = inp.values ?? Array.from({ length: n }, () => lo + (hi - lo) * rand());
+    feeds[inp.name] = tensor(dt, inp.shape, vals);
+    return b.input(inp.name, dt, inp.shape as Dim[]);
+  });
+  const y = build(b, xs);
+  const ys = y.shape.map(Number);
+  const R = b.init('R', tensor(y.dtype, ys, Array.from({ length: sizeOf(ys) }, () => rand() * 2 - 1)));
+  const loss = b.op1('ReduceSum', [b.mul(y, R)], { keepdims: 0 });
+  const wrt = inputs.filter((i) => i.wrt !== false).map((i) => i.name);
+  const grads = gradients(b, loss.name, wrt);
+  b.output(loss, 'loss');
+  const gradNames: Record<string, string> = {};
+  for (const w of wrt) {
+    const g = grads.get(w);
+    if (!g) throw new Error(`gradcheck: no gradient reached ${w}`);
+    gradNames[w] = b.output(g, `grad_${w}`);
+  }
+  const s = await Session.create(b.graph, { threads: 1, optimization: 'disabled' });
+  const base = await s.run(feeds);
+  const analytic: Record<string, Float64Array> = {};
+  const numeric: Record<string, Float64Array> = {};
+  let maxAbsErr = 0;
+  let maxRelErr = 0;
+  let checked = 0;
+  let ok = true;
+  for (const w of wrt) {
+    const a = Float64Array.from(base[gradNames[w]!]!.data as Float64Array);
+    analytic[w] = a;
+    const x = feeds[w]!;
+    const n = x.data.length;
+    const num = new Float64Array(n).fill(NaN);
+    const max = opts.maxElems ?? 64;
+    const stride = Math.max(1, Math.floor(n / max));
+    for (let i = 0; i < n; i += stride) {
+      const orig = Number(x.data[i]);
+      (x.data as Float64Array)[i] = orig + eps;
+      const lp = Number((await s.run(feeds, ['loss'])).loss!.data[0]);
+      (x.data as Float64Array)[i] = orig - eps;
+      const lm = Number((await s.run(feeds, ['loss'])).loss!.data[0]);
+      (x.data as Float64Array)[i] = orig;
+      num[i] = (lp - lm) / (2 * eps);
+      const err = Math.abs(num[i]! - a[i]!);
+      const rel = err / Math.max(Math.abs(num[i]!), Math.abs(a[i]!), 1e-12);
+      maxAbsErr = Math.max(maxAbsErr, err);
+      if (err > atol) maxRelErr = Math.max(maxRelErr, rel);
+      if (!(err <= atol + rtol * Math.abs(num[i]!))) ok = false; // NaN fails too
+      checked++;
+    }
+    numeric[w] = num;
+  }
+  await s.dispose();
+  return { maxAbsErr, maxRelErr, checked, analytic, numeric, ok };
+}

@@ -1,0 +1,5 @@
+// Registers every op's type inference and gradient rule.
+import './elementwise.ts';
+import './shape.ts';
+import './reduce.ts';
+import './nn.ts';

@@ -1,0 +1,87 @@
+/** Dense tensors as they live outside ONNX Runtime: a dtype, dims and a typed array. */
+import { GraftError } from '../errors.ts';
+
+export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool' | 'uint8' | 'int8' | 'float16';
+
+export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | Int8Array | Uint16Array;
+
+export interface TensorData {
+  dtype: DType;
+  dims: number[];
+  data: TypedArray;
+}
+
+/** ONNX TensorProto.DataType numbers. */
+export const ONNX_DTYPE: Record<DType, number> = {
+  float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11,
+};
+
+export function dtypeFromOnnx(n: number): DType {
+  for (const [k, v] of Object.entries(ONNX_DTYPE)) if (v === n) return k as DType;
+  throw new GraftError('E_ONNX_PARSE', `ONNX element type ${n} is not supported by graft`,
+    'graft supports float32, float64, float16, int64, int32, int8, uint8 and bool tensors.');
+}
+
+export function sizeOf(dims: readonly number[]): number {
+  let n = 1;
+  for (const d of dims) n *= d;
+  return n;
+}
+
+export function isFloat(dtype: DType): boolean {
+  return dtype === 'float32' || dtype === 'float64' || dtype === 'float16';
+}
+
+export function allocate(dtype: DType, n: number): TypedArray {
+  switch (dtype) {
+    case 'float32': return new Float32Array(n);
+    case 'float64': return new Float64Array(n);
+    case 'int64': return new BigInt64Array(n);
+    case 'int32': return new Int32Array(n);
+    case 'bool': case 'uint8': return new Uint8Array(n);
+    case 'int8': return new Int8Array(n);
+    case 'float16': return new Uint16Array(n);
+  }
+}
+
+export function tensor(dtype: DType, dims: number[], values?: ArrayLike<number> | ArrayLike<bigint>): TensorData {
+  const n = sizeOf(dims);
+  const data = allocate(dtype, n);
+  if (values) {
+    if (values.length !== n) {
+      throw new GraftError('E_GRAPH_SHAPE', `tensor of shape [${dims}] needs ${n} values, got ${values.length}`,
+        'Pass exactly as many values as the shape holds.');
+    }
+    if (data instanceof BigInt64Array) for (let i = 0; i < n; i++) data[i] = BigInt(values[i] as number | bigint);
+    else for (let i = 0; i < n; i++) (data as Float32Array)[i] = Number(values[i]);
+  }
+  return { dtype, dims: [...dims], data };
+}
+
+export const f32 = (dims: number[], v?: ArrayLike<number>): TensorData => tensor('float32', dims, v);
+export const f64 = (dims: number[], v?: ArrayLike<number>): TensorData => tensor('float64', dims, v);
+export const i64 = (dims: number[], v?: ArrayLike<number> | ArrayLike<bigint>): TensorData => tensor('int64', dims, v);
+export const scalarF = (dtype: DType, v: number): TensorData => tensor(dtype, [], [v]);
+
+/** Little-endian bytes of a tensor's data, as ONNX raw_data expects. */
+export function toBytes(t: TensorData): Uint8Array {
+  const d = t.data;
+  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength).slice();
+}
+
+export function fromBytes(dtype: DType, dims: number[], bytes: Uint8Array): TensorData {
+  const n = sizeOf(dims);
+  const out = allocate(dtype, n);
+  const view = new Uint8Array(out.buffer);
+  if (bytes.byteLength !== view.byteLength) {
+    throw new GraftError('E_ONNX_PARSE', `tensor of shape [${dims}] ${dtype} needs ${view.byteLength} bytes, the file holds ${bytes.byteLength}`,
+      'The model file is truncated or corrupt; download or export it again.');
+  }
+  view.set(bytes);
+  return { dtype, dims: [...dims], data: out };
+}
+
+/** Values as plain numbers (int64 converted), for tests and small constants. */
+export function toNumbers(t: TensorData | { data: TypedArray }): number[] {
+  return Array.from(t.data as ArrayLike<number | bigint>, (x) => Number(x));
+}
