@@ -1,0 +1,443 @@
+/**
+ * The Learner: one training loop over compiled ORT steps, with ordered callbacks, parameter groups
+ * (freeze/unfreeze by group), per-group learning rates, schedules, checkpoints and resume.
+ * Weights and optimizer state live in Float32Arrays owned here; each step writes the new values into
+ * a second set of buffers (double buffering), so nothing is allocated per step.
+ */
+import { GraftError } from '../errors.ts';
+import { readSafetensors, writeSafetensors, type NamedArrays } from '../io/safetensors.ts';
+import { rng } from '../graph/gradcheck.ts';
+import { type TensorData, tensor } from '../graph/tensor.ts';
+import { defaultThreads, type SessionOptions } from '../runtime/session.ts';
+import { CancelBatch, CancelEpoch, CancelFit, type Callback, type EpochRecord, type Event } from './callbacks.ts';
+import { G, P, PN, S, SN, type EvalStep, type TrainStep, buildInferenceGraph, compileEvalStep, compileTrainStep } from './compiled.ts';
+import { mixSeed } from './init.ts';
+import { type Loss, crossEntropy } from './losses.ts';
+import type { Network } from './network.ts';
+import { type Optimizer, type OptimizerOptions, type ParamGroupSettings, makeOptimizer } from './optim.ts';
+import { type ScheduleOptions, makeSchedule } from './schedules.ts';
+
+export interface Dataset {
+  /** Row-major inputs, n * prod(inputShape). */
+  x: Float32Array;
+  /** Class indices (classification) or target rows (regression). */
+  y: Int32Array | Float32Array;
+  n: number;
+}
+
+export interface LearnerOptions {
+  net: Network;
+  train: Dataset;
+  val?: Dataset;
+  loss?: Loss;
+  optimizer?: OptimizerOptions;
+  batchSize?: number;
+  evalBatchSize?: number;
+  seed?: number;
+  callbacks?: Callback[];
+  threads?: number;
+  /** Trainable groups at the start (default: all). */
+  trainableFrom?: number;
+}
+
+export interface FitOptions {
+  /** One rate for all groups, or one per group (discriminative learning rates). */
+  lr: number | number[];
+  schedule?: ScheduleOptions;
+  /** Overrides the optimizer's weight decay: one value, or one per group. */
+  weightDecay?: number | number[];
+}
+
+export interface EvalResult {
+  loss: number;
+  accuracy: number;
+  logits: Float32Array;
+}
+
+const CHECKPOINT_VERSION = '1';
+
+export class Learner {
+  readonly net: Network;
+  readonly loss: Loss;
+  readonly opt: Optimizer;
+  readonly batchSize: number;
+  readonly evalBatchSize: number;
+  readonly seed: number;
+  readonly sessionOpts: SessionOptions;
+  train: Dataset;
+  val: Dataset | undefined;
+  callbacks: Callback[];
+  history: EpochRecord[] = [];
+  /** Current learning rate per group; callbacks may change it in beforeBatch. */
+  lrs: number[] = [];
+  lastLoss = NaN;
+  progress = { epoch: 0, epochs: 0, batch: 0, batches: 0, iter: 0, iters: 0 };
+  /** Epochs completed in the current (or resumed) fit. */
+  epochsDone = 0;
+
+  private weights = new Map<string, Float32Array>();
+  private spare = new Map<string, Float32Array>();
+  private slots = new Map<string, Float32Array[]>();
+  private spareSlots = new Map<string, Float32Array[]>();
+  private groupSteps: number[];
+  private trainable: Set<number>;
+  private trainSteps = new Map<number, TrainStep>();
+  private evalSteps = new Map<number, EvalStep>();
+  private fitting = false;
+  private fitKey = '';
+
+  constructor(o: LearnerOptions) {
+    this.net = o.net;
+    this.train = o.train;
+    this.val = o.val;
+    this.loss = o.loss ?? crossEntropy();
+    this.opt = makeOptimizer(o.optimizer ?? { kind: 'adamw' });
+    this.batchSize = o.batchSize ?? 32;
+    this.evalBatchSize = o.evalBatchSize ?? 256;
+    this.seed = o.seed ?? 0;
+    this.callbacks = [...(o.callbacks ?? [])];
+    this.sessionOpts = { threads: o.threads ?? defaultThreads() };
+    for (const p of this.net.params) this.weights.set(p.name, Float32Array.from(p.value));
+    this.groupSteps = this.net.groups.map(() => 0);
+    this.trainable = new Set(this.net.groups.map((_, i) => i).filter((i) => i >= (o.trainableFrom ?? 0)));
+    this.checkData(this.train, 'training');
+    if (this.val) this.checkData(this.val, 'validation');
+  }
+
+  private checkData(d: Dataset, what: string): void {
+    const per = this.net.inputShape.reduce((a, x) => a * x, 1);
+    if (d.x.length !== d.n * per) {
+      throw new GraftError('E_GRAPH_SHAPE', `${what} data holds ${d.x.length} values for ${d.n} examples of shape [${this.net.inputShape}] (${d.n * per} expected)`,
+        'Check that every example has the input shape the network expects.');
+    }
+    if (d.n === 0) throw new GraftError('E_CSV_EMPTY', `${what} data has no examples`, 'Provide at least one example per class.');
+  }
+
+  // ---- freezing ---------------------------------------------------------------------------------------
+  /** Trains only the top group. */
+  freeze(): void { this.freezeTo(this.net.groups.length - 1); }
+  /** Trains every group. */
+  unfreeze(): void { this.freezeTo(0); }
+  /** Trains groups n and above; freezes the rest. */
+  freezeTo(n: number): void {
+    const k = this.net.groups.length;
+    const from = n < 0 ? k + n : n;
+    if (from < 0 || from >= k) {
+      throw new GraftError('E_BAD_OPTION', `cannot train from group ${n}: the network has ${k} groups (${this.net.groups.join(', ')})`,
+        `Use a group index from 0 to ${k - 1}, or a negative index from the top.`);
+    }
+    this.trainable = new Set([...Array(k).keys()].filter((i) => i >= from));
+    this.dropTrainSteps();
+  }
+  get trainableGroups(): number[] { return [...this.trainable].sort((a, b) => a - b); }
+
+  private dropTrainSteps(): void {
+    for (const s of this.trainSteps.values()) void s.session.dispose();
+    this.trainSteps.clear();
+  }
+
+  // ---- weights ------------------------------------------------------------------------------------------
+  getWeights(): Map<string, Float32Array> { return this.weights; }
+  snapshotWeights(): Map<string, Float32Array> {
+    return new Map([...this.weights].map(([k, v]) => [k, Float32Array.from(v)]));
+  }
+  restoreWeights(w: Map<string, Float32Array>): void {
+    for (const [k, v] of w) this.weights.get(k)?.set(v);
+    this.dropTrainSteps(); // frozen weights are baked into train steps
+  }
+
+  private slotsOf(name: string, spare: boolean): Float32Array[] {
+    const map = spare ? this.spareSlots : this.slots;
+    let s = map.get(name);
+    if (!s) {
+      const n = this.weights.get(name)!.length;
+      s = this.opt.slots.map(() => new Float32Array(n));
+      map.set(name, s);
+    }
+    return s;
+  }
+
+  // ---- compiled steps -------------------------------------------------------------------------------------
+  private async trainStep(batch: number): Promise<TrainStep> {
+    let s = this.trainSteps.get(batch);
+    if (!s) {
+      s = await compileTrainStep(this.net, this.loss, this.opt, this.trainable, batch, (n) => this.weights.get(n)!, this.sessionOpts);
+      this.trainSteps.set(batch, s);
+    }
+    return s;
+  }
+
+  private async evalStep(batch: number): Promise<EvalStep> {
+    let s = this.evalSteps.get(batch);
+    if (!s) {
+      s = await compileEvalStep(this.net, this.loss, batch, this.sessionOpts);
+      this.evalSteps.set(batch, s);
+    }
+    return s;
+  }
+
+  private gather(d: Dataset, idx: ArrayLike<number>, from: number, to: number): { x: Float32Array; y: Int32Array | Float32Array } {
+    const per = d.x.length / d.n;
+    const m = to - from;
+    const x = new Float32Array(m * per);
+    const yPer = d.y.length / d.n;
+    const y = d.y instanceof Int32Array ? new Int32Array(m * yPer) : new Float32Array(m * yPer);
+    for (let i = 0; i < m; i++) {
+      const r = idx[from + i]!;
+      x.set(d.x.subarray(r * per, (r + 1) * per), i * per);
+      for (let j = 0; j < yPer; j++) y[i * yPer + j] = d.y[r * yPer + j]!;
+    }
+    return { x, y };
+  }
+
+  /** One optimizer step on a batch; returns the batch loss. */
+  async step(x: Float32Array, y: Int32Array | Float32Array, maskKey: (string | number)[]): Promise<number> {
+    const batch = y.length / (y instanceof Int32Array ? 1 : this.net.outputs);
+    const st = await this.trainStep(batch);
+    const feeds: Record<string, TensorData> = {
+      x: { dtype: 'float32', dims: [batch, ...this.net.inputShape], data: x },
+      target: { dtype: 'float32', dims: [batch, this.net.outputs], data: this.loss.targets(y, this.net.outputs) },
+    };
+    for (const site of st.dropout) {
+      const r = rng(mixSeed(this.seed, ...maskKey, site.key));
+      const n = site.shape.reduce((a, v) => a * v, 1);
+      const m = new Float32Array(n);
+      const keep = 1 / (1 - site.p);
+      for (let i = 0; i < n; i++) m[i] = r() >= site.p ? keep : 0;
+      feeds[site.input] = { dtype: 'float32', dims: site.shape, data: m };
+    }
+    const nextSteps = this.groupSteps.map((t, gi) => (this.trainable.has(gi) ? t + 1 : t));
+    for (const gi of st.groupsUsed) {
+      const wd = Array.isArray(this.groupWd) ? this.groupWd[gi] : this.groupWd;
+      const grp: ParamGroupSettings = { lr: this.lrs[gi] ?? this.lrs[0]!, ...(wd !== undefined ? { weightDecay: wd } : {}) };
+      const sc = this.opt.scalars(grp, nextSteps[gi]!);
+      for (const name of st.scalarNames) feeds[G(gi, name)] = tensor('float32', [], [sc[name]!]);
+    }
+    const into: Record<string, TensorData> = {};
+    for (const p of st.trainable) {
+      feeds[P(p.name)] = { dtype: 'float32', dims: p.shape, data: this.weights.get(p.name)! };
+      let sp = this.spare.get(p.name);
+      if (!sp) this.spare.set(p.name, (sp = new Float32Array(p.value.length)));
+      into[PN(p.name)] = { dtype: 'float32', dims: p.shape, data: sp };
+      const cur = this.slotsOf(p.name, false);
+      const nxt = this.slotsOf(p.name, true);
+      st.slots.forEach((slot, i) => {
+        feeds[S(p.name, slot)] = { dtype: 'float32', dims: p.shape, data: cur[i]! };
+        into[SN(p.name, slot)] = { dtype: 'float32', dims: p.shape, data: nxt[i]! };
+      });
+    }
+    const out = await st.session.run(feeds, undefined, into);
+    const loss = Number(out['loss']!.data[0]);
+    if (!Number.isFinite(loss)) {
+      // The new weights went to the spare buffers; the current ones are still the last good ones.
+      throw new GraftError('E_DIVERGED', `training diverged: the loss became ${loss} at epoch ${this.progress.epoch + 1}, batch ${this.progress.batch + 1}`,
+        'Lower the learning rate (try graft lr-find), standardise the inputs, or freeze more layers. The weights of the last good step were kept.');
+    }
+    for (const p of st.trainable) {
+      const a = this.weights.get(p.name)!;
+      this.weights.set(p.name, this.spare.get(p.name)!);
+      this.spare.set(p.name, a);
+      const s = this.slots.get(p.name)!;
+      this.slots.set(p.name, this.spareSlots.get(p.name)!);
+      this.spareSlots.set(p.name, s);
+    }
+    this.groupSteps = nextSteps;
+    this.lastLoss = loss;
+    return loss;
+  }
+  private groupWd: number | number[] | undefined;
+
+  private async fire(ev: Event): Promise<void> {
+    const cbs = [...this.callbacks].sort((a, b) => (a.order ?? 0) - (b.order ?? 0));
+    for (const cb of cbs) await cb[ev]?.(this);
+  }
+
+  /** Trains for `epochs` epochs (continuing a resumed fit where it stopped). */
+  async fit(epochs: number, o: FitOptions): Promise<EpochRecord[]> {
+    if (this.fitting) throw new GraftError('E_FIT_RUNNING', 'fit() is already running on this learner', 'Wait for the running fit to finish.');
+    if (!(Number.isInteger(epochs) && epochs > 0)) throw new GraftError('E_BAD_OPTION', `epochs must be a positive integer, got ${epochs}`, 'Pass e.g. --epochs 20.');
+    const lrs = Array.isArray(o.lr) ? o.lr : this.net.groups.map(() => o.lr as number);
+    if (lrs.length !== this.net.groups.length || lrs.some((x) => !(x >= 0 && Number.isFinite(x)))) {
+      throw new GraftError('E_BAD_OPTION', `need one finite learning rate >= 0 per group (${this.net.groups.length}), got [${lrs}]`, 'Pass one rate, or one per layer group.');
+    }
+    const key = JSON.stringify({ epochs, lr: lrs, schedule: o.schedule ?? null, wd: o.weightDecay ?? null, bs: this.batchSize });
+    if (this.epochsDone > 0 && this.fitKey && this.fitKey !== key) {
+      throw new GraftError('E_CHECKPOINT', 'the resumed checkpoint was written by a fit with other settings', 'Resume with the same epochs, learning rate, schedule and batch size.');
+    }
+    this.fitKey = key;
+    this.groupWd = o.weightDecay;
+    const schedule = makeSchedule(o.schedule ?? { kind: 'constant' });
+    const n = this.train.n;
+    const batches = Math.ceil(n / this.batchSize);
+    this.fitting = true;
+    this.progress = { epoch: this.epochsDone, epochs, batch: 0, batches, iter: this.epochsDone * batches, iters: epochs * batches };
+    try {
+      await this.fire('beforeFit');
+      for (let ep = this.epochsDone; ep < epochs; ep++) {
+        this.progress.epoch = ep;
+        const t0 = performance.now();
+        const order = shuffled(n, mixSeed(this.seed, 'epoch', ep));
+        let lossSum = 0;
+        let seen = 0;
+        try {
+          await this.fire('beforeEpoch');
+          for (let bi = 0; bi < batches; bi++) {
+            this.progress.batch = bi;
+            this.progress.iter = ep * batches + bi;
+            this.lrs = lrs.map((lr) => schedule(this.progress.iter, this.progress.iters, lr));
+            const from = bi * this.batchSize;
+            const to = Math.min(n, from + this.batchSize);
+            try {
+              await this.fire('beforeBatch');
+              const { x, y } = this.gather(this.train, order, from, to);
+              const loss = await this.step(x, y, ['batch', ep, bi]);
+              lossSum += loss * (to - from);
+              seen += to - from;
+              await this.fire('afterBatch');
+            } catch (e) {
+              if (!(e instanceof CancelBatch)) throw e;
+            }
+          }
+        } catch (e) {
+          if (!(e instanceof CancelEpoch)) throw e;
+        }
+        const rec: EpochRecord = { epoch: ep, trainLoss: seen ? lossSum / seen : NaN, lr: [...this.lrs], seconds: 0 };
+        if (this.val) {
+          const v = await this.evaluate(this.val);
+          rec.valLoss = v.loss;
+          rec.valAccuracy = v.accuracy;
+        }
+        rec.seconds = (performance.now() - t0) / 1000;
+        this.history.push(rec);
+        this.epochsDone = ep + 1;
+        await this.fire('afterEpoch');
+      }
+    } catch (e) {
+      if (!(e instanceof CancelFit)) {
+        this.fitting = false;
+        throw e;
+      }
+      await this.fire('afterCancelFit');
+    }
+    try {
+      await this.fire('afterFit');
+    } finally {
+      this.fitting = false;
+      this.epochsDone = 0;
+      this.fitKey = '';
+    }
+    return this.history;
+  }
+
+  /** Loss, accuracy and logits on a dataset, in eval mode (no dropout). */
+  async evaluate(d: Dataset): Promise<EvalResult> {
+    const k = this.net.outputs;
+    const logits = new Float32Array(d.n * k);
+    let lossSum = 0;
+    let correct = 0;
+    const idx = [...Array(d.n).keys()];
+    for (let from = 0; from < d.n; from += this.evalBatchSize) {
+      const to = Math.min(d.n, from + this.evalBatchSize);
+      const m = to - from;
+      const st = await this.evalStep(m);
+      const { x, y } = this.gather(d, idx, from, to);
+      const feeds: Record<string, TensorData> = {
+        x: { dtype: 'float32', dims: [m, ...this.net.inputShape], data: x },
+        target: { dtype: 'float32', dims: [m, k], data: this.loss.targets(y, k) },
+      };
+      for (const p of this.net.params) feeds[P(p.name)] = { dtype: 'float32', dims: p.shape, data: this.weights.get(p.name)! };
+      const out = await st.session.run(feeds);
+      const lg = out['logits']!.data as Float32Array;
+      logits.set(lg, from * k);
+      lossSum += Number(out['loss']!.data[0]) * m;
+      if (y instanceof Int32Array) {
+        for (let i = 0; i < m; i++) {
+          let best = 0;
+          for (let j = 1; j < k; j++) if (lg[i * k + j]! > lg[i * k + best]!) best = j;
+          if (k === 1 ? (lg[i]! > 0 ? 1 : 0) === y[i] : best === y[i]) correct++;
+        }
+      }
+    }
+    return { loss: lossSum / d.n, accuracy: correct / d.n, logits };
+  }
+
+  /** The self-contained inference graph (weights baked in), as ONNX bytes. */
+  exportOnnx(head: 'softmax' | 'sigmoid' | 'none' = 'softmax'): Uint8Array {
+    return buildInferenceGraph(this.net, (n) => this.weights.get(n)!, head).graph.toBytes();
+  }
+
+  // ---- checkpoints ----------------------------------------------------------------------------------------------
+  saveCheckpoint(path: string): void {
+    const arrays: NamedArrays = {};
+    for (const [k, v] of this.weights) arrays[`w/${k}`] = { shape: [v.length], data: v };
+    for (const [k, s] of this.slots) s.forEach((a, i) => (arrays[`s/${k}/${this.opt.slots[i]}`] = { shape: [a.length], data: a }));
+    const cbState: Record<string, unknown> = {};
+    for (const cb of this.callbacks) {
+      if (cb.state) cbState[cb.name] = cb.state();
+      for (const [k, v] of Object.entries(cb.arrays?.() ?? {})) arrays[`cb/${cb.name}/${k}`] = v;
+    }
+    writeSafetensors(path, arrays, {
+      format: 'graft-checkpoint',
+      version: CHECKPOINT_VERSION,
+      state: JSON.stringify({
+        epochsDone: this.epochsDone, groupSteps: this.groupSteps, trainable: this.trainableGroups, history: this.history,
+        fitKey: this.fitKey, callbacks: cbState, seed: this.seed, optimizer: this.opt.options, params: this.net.params.map((p) => p.name),
+      }),
+    });
+  }
+
+  loadCheckpoint(path: string): void {
+    const { arrays, metadata } = readSafetensors(path);
+    const bad = (why: string) => new GraftError('E_CHECKPOINT', `checkpoint ${path} does not fit this run: ${why}`,
+      'Resume with the same data, head and options as the run that wrote it, or start afresh without --resume.');
+    if (metadata['format'] !== 'graft-checkpoint') throw bad('it is not a graft checkpoint');
+    const st = JSON.parse(metadata['state'] ?? '{}');
+    const names = this.net.params.map((p) => p.name);
+    if (JSON.stringify(st.params) !== JSON.stringify(names)) throw bad('the network has other parameters');
+    if (JSON.stringify(st.optimizer) !== JSON.stringify(this.opt.options)) throw bad('the optimizer settings differ');
+    if (st.seed !== this.seed) throw bad(`it was trained with seed ${st.seed}, not ${this.seed}`);
+    for (const p of this.net.params) {
+      const a = arrays[`w/${p.name}`];
+      if (!a || a.data.length !== p.value.length) throw bad(`weights of ${p.name} are missing or of the wrong size`);
+      this.weights.set(p.name, a.data as Float32Array);
+      const s = this.opt.slots.map((slot) => arrays[`s/${p.name}/${slot}`]?.data as Float32Array | undefined);
+      if (s.every((x) => x)) this.slots.set(p.name, s as Float32Array[]);
+    }
+    this.spare.clear();
+    this.spareSlots.clear();
+    this.epochsDone = st.epochsDone;
+    this.groupSteps = st.groupSteps;
+    this.trainable = new Set(st.trainable);
+    this.history = st.history;
+    this.fitKey = st.fitKey;
+    for (const cb of this.callbacks) {
+      const s = st.callbacks?.[cb.name];
+      if (s && cb.loadState) cb.loadState(s);
+      const prefix = `cb/${cb.name}/`;
+      const mine: Record<string, Float32Array> = {};
+      for (const [k, v] of Object.entries(arrays)) if (k.startsWith(prefix)) mine[k.slice(prefix.length)] = v.data as Float32Array;
+      cb.loadArrays?.(mine);
+    }
+    this.dropTrainSteps();
+  }
+
+  async dispose(): Promise<void> {
+    this.dropTrainSteps();
+    for (const s of this.evalSteps.values()) await s.session.dispose();
+    this.evalSteps.clear();
+  }
+}
+
+/** A seeded permutation of 0..n-1. */
+export function shuffled(n: number, seed: number): Int32Array {
+  const r = rng(seed);
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    const t = a[i]!;
+    a[i] = a[j]!;
+    a[j] = t;
+  }
+  return a;
+}

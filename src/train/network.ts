@@ -1,0 +1,35 @@
+/**
+ * What the Learner trains: a network that can write its forward pass into a graph, plus its
+ * parameters, each in a named layer group (groups are ordered from the input upward).
+ */
+import type { GraphBuilder, Sym } from '../graph/builder.ts';
+
+export interface Param {
+  name: string;
+  shape: number[];
+  value: Float32Array;
+  /** Index into Network.groups. */
+  group: number;
+  /** Whether weight decay applies (not to biases and norm scales). */
+  decay: boolean;
+}
+
+export interface ForwardContext {
+  training: boolean;
+  /** The symbol of a parameter by name. */
+  param(name: string): Sym;
+  /** Inverted dropout with probability p; identity when not training. */
+  dropout(x: Sym, p: number, key: string): Sym;
+}
+
+export interface Network {
+  /** Per-example input shape (without the batch axis). */
+  inputShape: number[];
+  /** Number of output units (logits). */
+  outputs: number;
+  groups: string[];
+  params: Param[];
+  forward(b: GraphBuilder, x: Sym, ctx: ForwardContext): Sym;
+  /** JSON-able description, stored in graft.json. */
+  config: Record<string, unknown>;
+}
