@@ -62,7 +62,7 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'file'): { arrays:
     const [b, end] = e.data_offsets ?? [];
     if (typeof b !== 'number' || typeof end !== 'number' || b < 0 || end < b || base + end > bytes.byteLength) throw corrupt(`tensor "${name}" lies outside the file`);
     const count = e.shape.reduce((a, x) => a * x, 1);
-    const slice = bytes.slice(base + b, base + end); // copy: aligned, and independent of the file buffer
+    const slice = Uint8Array.prototype.slice.call(bytes, base + b, base + end); // a real copy (Buffer#slice is a view): aligned, independent of the file
     const ctor = { F32: Float32Array, F64: Float64Array, I32: Int32Array, I64: BigInt64Array, U8: Uint8Array }[e.dtype];
     if (!ctor) throw corrupt(`tensor "${name}" has unsupported dtype ${e.dtype}`);
     if (count * ctor.BYTES_PER_ELEMENT !== end - b) throw corrupt(`tensor "${name}" has ${end - b} bytes for shape [${e.shape}]`);

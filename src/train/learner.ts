@@ -146,6 +146,13 @@ export class Learner {
     this.dropTrainSteps(); // frozen weights are baked into train steps
   }
 
+  /** Clears optimizer state (moments, step counts), e.g. after an LR-finder run. */
+  resetOptimizer(): void {
+    this.slots.clear();
+    this.spareSlots.clear();
+    this.groupSteps = this.net.groups.map(() => 0);
+  }
+
   private slotsOf(name: string, spare: boolean): Float32Array[] {
     const map = spare ? this.spareSlots : this.slots;
     let s = map.get(name);
