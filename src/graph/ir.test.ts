@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { Graph } from './ir.ts';
+import { GraphBuilder } from './builder.ts';
+import { Session } from '../runtime/session.ts';
+import { tensor } from './tensor.ts';
+
+const ONNX = new URL('../../fixtures/torch/tiny_cnn.onnx', import.meta.url).pathname;
+const ref = JSON.parse(readFileSync(new URL('../../fixtures/torch/tiny_cnn.json', import.meta.url), 'utf8'));
+const x = tensor('float32', [2, 3, 8, 8], ref.x);
+
+function close(a: ArrayLike<number>, b: number[], tol: number, what: string) {
+  assert.equal(a.length, b.length, `${what}: length`);
+  for (let i = 0; i < b.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= tol, `${what}[${i}]: ${a[i]} vs ${b[i]}`);
+}
+
+test('loads a PyTorch-exported ONNX file and runs it to the same logits', async () => {
+  const g = Graph.load(ONNX);
+  assert.equal(g.opset, 13);
+  assert.deepEqual(g.inputs[0]!.shape, ['n', 3, 8, 8]);
+  assert.deepEqual(g.nodes.map((n) => n.op), ['Conv', 'Relu', 'MaxPool', 'Flatten', 'Gemm']);
+  const s = await Session.create(g, { threads: 1 });
+  close((await s.run({ pixels: x })).logits!.data as Float32Array, ref.logits, 1e-5, 'logits');
+});
+
+test('save and load round-trip keeps nodes, attributes, initializers and value infos', () => {
+  const g = Graph.load(ONNX);
+  const h = Graph.fromBytes(g.toBytes());
+  assert.deepEqual(h.nodes, g.nodes);
+  assert.deepEqual([...h.initializers.keys()], [...g.initializers.keys()]);
+  for (const [k, v] of g.initializers) assert.deepEqual(h.initializers.get(k)!.data, v.data);
+  assert.deepEqual(h.inputs, g.inputs);
+  assert.deepEqual(h.outputs, g.outputs);
+});
+
+test('cut at a named tensor keeps only what computes it; append grafts a new head onto the cut', async () => {
+  const g = Graph.load(ONNX);
+  const prefix = g.cut('/2/Relu_output_0', 'features');
+  assert.deepEqual(prefix.nodes.map((n) => n.op), ['Conv', 'Relu', 'Identity']);
+  assert.equal(prefix.initializers.size, 2);
+  const s = await Session.create(prefix, { threads: 1 });
+  close((await s.run({ pixels: x })).features!.data as Float32Array, ref.relu, 1e-5, 'relu');
+
+  // Append a head written with the builder: global average pool, then a fixed linear map.
+  const head = new GraphBuilder();
+  const f = head.input('f', 'float32', ['n', 4, 8, 8]);
+  const pooled = head.op1('Flatten', [head.op1('GlobalAveragePool', [f])], { axis: 1 });
+  const w = head.init('w', tensor('float32', [4, 2], [1, 0, 0, 1, 1, 0, 0, 1]));
+  head.output(head.matmul(pooled, w), 'scores');
+  const whole = prefix.clone();
+  const [scores] = whole.append(head.graph, { f: 'features' }, 'head/');
+  whole.outputs = [{ name: scores!, dtype: 'float32', shape: ['n', 2] }];
+  const r = await Session.create(Graph.fromBytes(whole.toBytes()), { threads: 1 });
+  const out = (await r.run({ pixels: x }))[scores!]!.data as Float32Array;
+  // Reference: mean over each channel of the relu output, then the same map.
+  const mean = (n: number, c: number) => { let s2 = 0; for (let i = 0; i < 64; i++) s2 += ref.relu[(n * 4 + c) * 64 + i]; return s2 / 64; };
+  const want = [0, 1].flatMap((n) => [mean(n, 0) + mean(n, 2), mean(n, 1) + mean(n, 3)]);
+  close(out, want, 1e-5, 'scores');
+});
+
+test('errors: unknown cut tensor, truncated or garbage protobuf', () => {
+  const g = Graph.load(ONNX);
+  assert.throws(() => g.cut('no_such_tensor'), { code: 'E_GRAPH_UNKNOWN_TENSOR' });
+  const bytes = readFileSync(ONNX);
+  assert.throws(() => Graph.fromBytes(bytes.subarray(0, 1000)), { code: 'E_ONNX_PARSE' });
+  assert.throws(() => Graph.fromBytes(new TextEncoder().encode('not a model at all')), { code: 'E_ONNX_PARSE' });
+  assert.throws(() => Graph.load('/no/such/file.onnx'), { code: 'E_FILE_MISSING' });
+});
+
+test('the builder infers shapes as it goes and reports shape errors at build time', () => {
+  const b = new GraphBuilder();
+  const a = b.input('a', 'float32', ['N', 8]);
+  const w = b.init('w', tensor('float32', [8, 3]));
+  const y = b.add(b.matmul(a, w), b.init('bias', tensor('float32', [3])));
+  assert.deepEqual(y.shape, ['N', 3]);
+  assert.deepEqual(b.reshape(b.input('c', 'float32', [2, 6]), [3, -1]).shape, [3, 4]);
+  assert.throws(() => b.matmul(a, b.init('w2', tensor('float32', [5, 2]))), { code: 'E_GRAPH_SHAPE' });
+  assert.throws(() => b.add(b.input('d', 'float32', [2, 3]), b.input('e', 'float32', [4, 3])), { code: 'E_GRAPH_SHAPE' });
+});
