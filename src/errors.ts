@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'E_CSV_COLUMNS'
   | 'E_ONE_CLASS'
   | 'E_EMPTY_CLASS'
+  | 'E_UNKNOWN_LABEL'
   | 'E_BAD_OPTION'
   // training
   | 'E_DIVERGED'

@@ -1,0 +1,121 @@
+/**
+ * The graft command line. It calls only the public API (src/api.ts). With --json the last line on
+ * stdout is one JSON object; progress goes to stderr. Errors print as `error [CODE]: message` plus a
+ * hint, with exit code 2 and no stack trace.
+ */
+import { parseArgs } from 'node:util';
+import { GraftError, isGraftError } from '../errors.ts';
+import { evalCsv, predictCsv, trainCsv } from '../api.ts';
+import { runDemo } from './demo.ts';
+
+const USAGE = `graft: transfer learning for TypeScript
+
+usage:
+  graft train <train.csv> --backbone none --head linear|mlp [--val 0.2] [--epochs N] [--lr X]
+              [--batch-size N] [--seed S] [--hidden 256,128] [--dropout P] [--weight-decay W]
+              [--optimizer adamw|sgd] [--schedule one-cycle|cosine|constant] [--label-smoothing E]
+              [--patience N] [--threads N] [--resume] [--out DIR] [--json]
+  graft eval <DIR> <test.csv> [--json]
+  graft predict <DIR> <rows.csv> [--json]
+  graft demo                      train and evaluate on sklearn's digits (the quick start)
+
+Numeric CSV: a header row, a 'label' column and numeric feature columns.`;
+
+function usage(msg: string): GraftError {
+  return new GraftError('E_USAGE', msg, 'Run graft --help for the commands and options.');
+}
+
+function num(v: string | undefined, name: string, int = false): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (!Number.isFinite(x) || (int && !Number.isInteger(x))) throw usage(`--${name} expects ${int ? 'an integer' : 'a number'}, got "${v}"`);
+  return x;
+}
+
+export async function main(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+  const print = (s: string) => out.write(s + '\n');
+  const log = (s: string) => err.write(s + '\n');
+  try {
+    const [cmd, ...rest] = argv;
+    if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+      print(USAGE);
+      return cmd ? 0 : 2;
+    }
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: rest, allowPositionals: true, strict: true,
+        options: {
+          backbone: { type: 'string' }, head: { type: 'string' }, val: { type: 'string' }, epochs: { type: 'string' },
+          lr: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' },
+          'batch-size': { type: 'string' }, hidden: { type: 'string' }, dropout: { type: 'string' }, 'weight-decay': { type: 'string' },
+          optimizer: { type: 'string' }, schedule: { type: 'string' }, 'label-smoothing': { type: 'string' }, patience: { type: 'string' },
+          threads: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' },
+        },
+      });
+    } catch (e) {
+      throw usage((e as Error).message);
+    }
+    const { values: v, positionals: pos } = parsed;
+    const json = !!v.json;
+    switch (cmd) {
+      case 'train': {
+        if (pos.length !== 1) throw usage('graft train takes one CSV file');
+        if (v.backbone !== undefined && v.backbone !== 'none') {
+          throw new GraftError('E_BAD_OPTION', `--backbone ${v.backbone} needs image or text data; numeric CSV trains with --backbone none`, 'Pass --backbone none for numeric CSV features.');
+        }
+        const head = (v.head ?? 'mlp') as 'linear' | 'mlp';
+        if (head !== 'linear' && head !== 'mlp') throw new GraftError('E_BAD_OPTION', `unknown head "${v.head}"`, 'Use --head linear or --head mlp.');
+        const hidden = v.hidden?.split(',').map((s) => num(s, 'hidden', true)!);
+        const opt = v.optimizer as 'adamw' | 'sgd' | undefined;
+        if (opt && opt !== 'adamw' && opt !== 'sgd') throw new GraftError('E_BAD_OPTION', `unknown optimizer "${opt}"`, 'Use --optimizer adamw or sgd.');
+        const sched = v.schedule as 'one-cycle' | 'cosine' | 'constant' | undefined;
+        if (sched && !['one-cycle', 'cosine', 'constant'].includes(sched)) throw new GraftError('E_BAD_OPTION', `unknown schedule "${sched}"`, 'Use one-cycle, cosine or constant.');
+        const defined = <T extends Record<string, unknown>>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined));
+        const r = await trainCsv({
+          train: pos[0]!, out: v.out ?? 'graft-model', head,
+          ...defined({
+            hidden, dropout: num(v.dropout, 'dropout'), val: num(v.val, 'val'), epochs: num(v.epochs, 'epochs', true), lr: num(v.lr, 'lr'),
+            batchSize: num(v['batch-size'], 'batch-size', true), seed: num(v.seed, 'seed', true), weightDecay: num(v['weight-decay'], 'weight-decay'),
+            optimizer: opt, schedule: sched, labelSmoothing: num(v['label-smoothing'], 'label-smoothing'), patience: num(v.patience, 'patience', true),
+            threads: num(v.threads, 'threads', true), checkpoint: v.checkpoint, resume: v.resume,
+          }),
+          ...(process.stderr.isTTY ? {} : { log }),
+        });
+        if (json) print(JSON.stringify(r));
+        else {
+          print(`saved ${r.out} (${r.labels.length} classes, ${r.epochs} epochs${r.stoppedEarly ? ', stopped early' : ''}, ${r.seconds.toFixed(1)} s)`);
+          print(`train accuracy ${r.trainAccuracy.toFixed(4)}${r.valAccuracy !== null ? `, validation accuracy ${r.valAccuracy.toFixed(4)}, macro-F1 ${r.valMacroF1!.toFixed(4)}` : ''}`);
+        }
+        return 0;
+      }
+      case 'eval': {
+        if (pos.length !== 2) throw usage('graft eval takes a model folder and a CSV file');
+        const r = await evalCsv(pos[0]!, pos[1]!);
+        print(json ? JSON.stringify(r) : `accuracy ${r.accuracy.toFixed(4)}  macro-F1 ${r.macroF1.toFixed(4)}  n ${r.n}`);
+        return 0;
+      }
+      case 'predict': {
+        if (pos.length !== 2) throw usage('graft predict takes a model folder and a CSV file');
+        const r = await predictCsv(pos[0]!, pos[1]!);
+        if (json) print(JSON.stringify({ predictions: r }));
+        else for (const p of r) print(`${p.label}\t${p.probabilities[p.label]!.toFixed(4)}`);
+        return 0;
+      }
+      case 'demo':
+        return await runDemo(print, log);
+      default:
+        throw usage(`unknown command "${cmd}"`);
+    }
+  } catch (e) {
+    if (isGraftError(e)) {
+      log(`error [${e.code}]: ${e.message}`);
+      log(`hint: ${e.hint}`);
+      return 2;
+    }
+    log(`internal error: ${(e as Error).message}`);
+    log('hint: this is a bug in graft; please report it with the command you ran.');
+    if (process.env['GRAFT_DEBUG']) log((e as Error).stack ?? '');
+    return 1;
+  }
+}
