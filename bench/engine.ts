@@ -25,11 +25,11 @@ function randn(n: number, seed: number): Float32Array {
   return Float32Array.from({ length: n }, () => r() + r() + r() - 1.5);
 }
 
-async function graftStepMs(net: Network, batch: number, steps: number, threads: number): Promise<number> {
+async function graftStepMs(net: Network, batch: number, steps: number, threads: number, optimization: 'all' | 'basic' | 'extended' | 'disabled' = 'all'): Promise<number> {
   const per = net.inputShape.reduce((a, b) => a * b, 1);
   const x = randn(batch * per, 1);
   const y = Int32Array.from({ length: batch }, (_, i) => i % net.outputs);
-  const l = new Learner({ net, train: { x, y, n: batch }, batchSize: batch, threads, optimizer: { kind: 'adamw' } });
+  const l = new Learner({ net, train: { x, y, n: batch }, batchSize: batch, threads, optimization, optimizer: { kind: 'adamw' } });
   l.lrs = net.groups.map(() => 1e-3);
   for (let i = 0; i < 3; i++) await l.step(x, y, [i]);
   const t = performance.now();
@@ -75,5 +75,8 @@ for (const threads of threadList) {
   console.log(`threads=${threads} (torch ${torch.torch})`);
   console.log(`  (a) MLP 1024-256-10 bs64 AdamW step: graft ${mlp.toFixed(2)} ms, torch ${torch.mlp_ms.toFixed(2)} ms, ratio ${(torch.mlp_ms / mlp).toFixed(2)}x`);
   console.log(`  (b) CNN 2x(conv3x3+BN+pool) 32x32x3 bs32 AdamW step: graft ${cnn.toFixed(2)} ms, torch ${torch.cnn_ms.toFixed(2)} ms, ratio ${(torch.cnn_ms / cnn).toFixed(2)}x`);
+  const levels = [];
+  for (const level of ['basic', 'extended'] as const) levels.push(`${level} ${(await graftStepMs(smallCnn({ inputShape: [3, 32, 32], classes: 10 }), 32, 20, threads, level)).toFixed(2)} ms`);
+  console.log(`  ORT graph optimisation level, CNN step: all ${cnn.toFixed(2)} ms, ${levels.join(', ')}`);
   console.log(`  matmul: engine ${(mlpFlops / mlp / 1e6).toFixed(1)} GFLOP/s in the whole MLP step vs ORT MatMul alone ${(mlpFlops / mm / 1e6).toFixed(1)} GFLOP/s on the same shapes (${((mm / mlp) * 100).toFixed(0)}% of peak)`);
 }

@@ -36,6 +36,8 @@ export interface LearnerOptions {
   seed?: number;
   callbacks?: Callback[];
   threads?: number;
+  /** ORT graph optimisation level for the compiled steps (default 'all'). */
+  optimization?: SessionOptions['optimization'];
   /** Trainable groups at the start (default: all). */
   trainableFrom?: number;
 }
@@ -96,7 +98,7 @@ export class Learner {
     this.evalBatchSize = o.evalBatchSize ?? 256;
     this.seed = o.seed ?? 0;
     this.callbacks = [...(o.callbacks ?? [])];
-    this.sessionOpts = { threads: o.threads ?? defaultThreads() };
+    this.sessionOpts = { threads: o.threads ?? defaultThreads(), ...(o.optimization ? { optimization: o.optimization } : {}) };
     for (const p of this.net.params) this.weights.set(p.name, Float32Array.from(p.value));
     this.groupSteps = this.net.groups.map(() => 0);
     this.trainable = new Set(this.net.groups.map((_, i) => i).filter((i) => i >= (o.trainableFrom ?? 0)));
