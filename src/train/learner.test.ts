@@ -143,3 +143,22 @@ test('freezeTo picks trainable groups and rejects groups that do not exist', () 
   assert.deepEqual(l.trainableGroups, [0]);
   assert.throws(() => l.freezeTo(3), { code: 'E_BAD_OPTION' });
 });
+
+test('the progress bar stays quiet when stderr is not a terminal', async () => {
+  const { Writable } = await import('node:stream');
+  const sink = (tty: boolean) => {
+    const chunks: string[] = [];
+    const w = new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb(); } }) as unknown as NodeJS.WriteStream;
+    (w as { isTTY?: boolean }).isTTY = tty;
+    return { w, chunks };
+  };
+  const { ProgressBar } = await import('./callbacks.ts');
+  for (const tty of [false, true]) {
+    const s = sink(tty);
+    const l = new Learner({ net: linearHead({ inputDim: 6, classes: 3 }), train, batchSize: 60, callbacks: [new ProgressBar(s.w)], threads: 1 });
+    await l.fit(2, { lr: 0.01 });
+    if (tty) assert.match(s.chunks.join(''), /epoch 2\/2 .*loss/);
+    else assert.equal(s.chunks.length, 0);
+    await l.dispose();
+  }
+});
