@@ -12,6 +12,7 @@ import { Learner, type Dataset } from './train/learner.ts';
 import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from './train/callbacks.ts';
 import type { ScheduleOptions } from './train/schedules.ts';
 import { crossEntropy } from './train/losses.ts';
+import { diagnose, type Diagnosis } from './train/diagnose.ts';
 import { GRAFT_VERSION, loadModel, saveModel, sha256 } from './model/folder.ts';
 import * as ort from 'onnxruntime-node';
 
@@ -50,6 +51,7 @@ export interface TrainResult {
   valLoss: number | null;
   seconds: number;
   stoppedEarly: boolean;
+  diagnosis: Diagnosis;
 }
 
 export async function trainCsv(o: TrainCsvOptions): Promise<TrainResult> {
@@ -118,6 +120,7 @@ export async function trainCsv(o: TrainCsvOptions): Promise<TrainResult> {
       valMacroF1 = macroF1(val.y as Int32Array, pred, classes.length);
       valLoss = v.loss;
     }
+    const diagnosis = diagnose({ history: learner.history, trainAccuracy, valAccuracy, classes: classes.length, nTrain: train.n });
     const onnx = learner.exportOnnx('softmax');
     saveModel(o.out, {
       createdAt: new Date().toISOString(),
@@ -133,6 +136,7 @@ export async function trainCsv(o: TrainCsvOptions): Promise<TrainResult> {
       },
       metrics: { trainAccuracy, valAccuracy, valMacroF1, valLoss, nTrain: train.n, nVal: val?.n ?? 0 },
       history: learner.history,
+      diagnosis,
       provenance: {
         data: { path: o.train, sha256: sha256(readFileSync(o.train)) }, graft: GRAFT_VERSION, node: process.version,
         onnxruntime: ort.env.versions.node ?? 'unknown', platform: `${process.platform}-${process.arch}`,
@@ -141,7 +145,7 @@ export async function trainCsv(o: TrainCsvOptions): Promise<TrainResult> {
     rmSync(ckpt, { force: true });
     return {
       out: o.out, labels: classes, epochs: learner.history.length, trainAccuracy, valAccuracy, valMacroF1, valLoss,
-      seconds: (performance.now() - t0) / 1000, stoppedEarly: early.stoppedEpoch >= 0,
+      seconds: (performance.now() - t0) / 1000, stoppedEarly: early.stoppedEpoch >= 0, diagnosis,
     };
   } finally {
     await learner.dispose();

@@ -86,6 +86,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         else {
           print(`saved ${r.out} (${r.labels.length} classes, ${r.epochs} epochs${r.stoppedEarly ? ', stopped early' : ''}, ${r.seconds.toFixed(1)} s)`);
           print(`train accuracy ${r.trainAccuracy.toFixed(4)}${r.valAccuracy !== null ? `, validation accuracy ${r.valAccuracy.toFixed(4)}, macro-F1 ${r.valMacroF1!.toFixed(4)}` : ''}`);
+          print(`diagnosis: ${r.diagnosis.summary}`);
+          for (const a of r.diagnosis.advice) print(`  - ${a}`);
         }
         return 0;
       }

@@ -1,0 +1,92 @@
+/**
+ * Over- and underfitting diagnosis from learning curves: a verdict in words, the evidence behind it,
+ * and the advice that fits. It reads the train/validation gap, where the validation loss bottomed
+ * out, whether the curves were still falling, and how far training accuracy is above chance.
+ */
+import type { EpochRecord } from './callbacks.ts';
+
+export type Verdict = 'overfitting' | 'underfitting' | 'not-converged' | 'unstable' | 'good-fit' | 'no-validation';
+
+export interface DiagnosisInput {
+  history: EpochRecord[];
+  trainAccuracy: number;
+  valAccuracy?: number | null;
+  classes: number;
+  nTrain: number;
+  /** What was trained: 'head' for a probe on frozen features, or the trained layer groups. */
+  trained?: string[];
+  /** Whether the backbone has a later cut or more groups that could be used. */
+  canFineTune?: boolean;
+}
+
+export interface Diagnosis {
+  verdict: Verdict;
+  summary: string;
+  evidence: string[];
+  advice: string[];
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+export function diagnose(d: DiagnosisInput): Diagnosis {
+  const h = d.history;
+  const chance = 1 / Math.max(2, d.classes);
+  const evidence: string[] = [];
+  const headOnly = !d.trained || (d.trained.length === 1 && d.trained[0] === 'head');
+  evidence.push(`training accuracy ${pct(d.trainAccuracy)} (chance ${pct(chance)})`);
+  if (d.valAccuracy === undefined || d.valAccuracy === null || !h.some((r) => r.valLoss !== undefined)) {
+    return {
+      verdict: 'no-validation', summary: 'No validation data, so over- or underfitting cannot be told apart.', evidence,
+      advice: ['Hold out data for validation (e.g. --val 0.2) to get a diagnosis and early stopping.'],
+    };
+  }
+  const val = d.valAccuracy;
+  const gap = d.trainAccuracy - val;
+  evidence.push(`validation accuracy ${pct(val)}, a gap of ${(100 * gap).toFixed(1)} points`);
+  const vl = h.map((r) => r.valLoss!).filter(Number.isFinite);
+  const best = vl.indexOf(Math.min(...vl));
+  const last = vl.length - 1;
+  if (vl.length >= 3) {
+    const up = (vl[last]! / vl[best]! - 1) * 100;
+    const end = best === last ? '' : up >= 1 ? ` and ${up.toFixed(0)}% higher at the end` : ', about the same at the end';
+    evidence.push(`validation loss was lowest at epoch ${best + 1} of ${vl.length}${end}`);
+  }
+  const rising = vl.length >= 4 && best < last - 1 && vl[last]! > vl[best]! * 1.1;
+  const tl = h.map((r) => r.trainLoss);
+  const tail = Math.max(2, Math.floor(h.length / 4));
+  const stillFalling = h.length >= 3 && vl.length >= 3 && vl[last]! < vl[Math.max(0, last - tail)]! * 0.97 && best >= last - 1;
+  // Jumps: epochs whose training loss rose by half or more over the previous epoch.
+  const jumps = tl.filter((x, i) => i > 0 && x > tl[i - 1]! * 1.5).length;
+  const lowFit = d.trainAccuracy < chance + 0.6 * (1 - chance);
+
+  let verdict: Verdict;
+  let summary: string;
+  const advice: string[] = [];
+  if (tl.some((x) => !Number.isFinite(x)) || jumps >= 2) {
+    verdict = 'unstable';
+    summary = 'Training was unstable: the loss jumped around instead of settling.';
+    advice.push('Lower the learning rate (graft lr-find suggests one).', 'Use a schedule with warm-up (one-cycle).');
+  } else if (gap > 0.1 || rising) {
+    verdict = 'overfitting';
+    summary = `Overfitting: the model fits the training data (${pct(d.trainAccuracy)}) much better than new data (${pct(val)}).`;
+    advice.push('Add regularisation: more dropout, weight decay, or label smoothing.');
+    advice.push(headOnly ? 'Try an earlier cut (more general features) or a linear head instead of an MLP.' : 'Freeze more layer groups, or use L2-SP to stay close to the pretrained weights.');
+    advice.push('Use data augmentation, and more labelled data if you can get it.');
+    if (rising) advice.push(`Stop earlier: validation loss was best at epoch ${best + 1} (early stopping restores it).`);
+  } else if (lowFit) {
+    verdict = 'underfitting';
+    summary = `Underfitting: even on the training data the model reaches only ${pct(d.trainAccuracy)}.`;
+    advice.push('Give the head more capacity (an MLP head, more hidden units) and train longer or with a higher learning rate.');
+    advice.push(headOnly ? 'Try a later cut, or fine-tune the top layer groups: the frozen features may not separate these classes.' : 'Unfreeze more layer groups.');
+  } else if (stillFalling) {
+    verdict = 'not-converged';
+    summary = 'Not converged yet: the validation loss was still falling when training stopped.';
+    advice.push('Train for more epochs.');
+  } else {
+    verdict = 'good-fit';
+    summary = `A good fit: training and validation accuracy are close (${pct(d.trainAccuracy)} vs ${pct(val)}).`;
+    if (val < 0.95 && (d.canFineTune ?? headOnly)) advice.push('To go further, fine-tune the top layer groups of the backbone.');
+    if (d.nTrain < 50 * d.classes) advice.push('More labelled data per class is the surest way to improve.');
+  }
+  return { verdict, summary, evidence, advice };
+}
