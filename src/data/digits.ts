@@ -17,12 +17,17 @@ export function loadDigits(path = DIGITS_PATH): { rows: number[][]; y: Int32Arra
   }
   const lines = gunzipSync(readFileSync(path)).toString('utf8').trim().split('\n');
   const rows = lines.map((l) => l.split(',').map(Number));
+  const bad = rows.findIndex((r) => r.length !== 65 || r.some((v) => !Number.isFinite(v)));
+  if (bad >= 0) {
+    throw new GraftError('E_CSV_RAGGED', `${path} line ${bad + 1}: expected 64 pixel values and a label, got "${lines[bad]!.slice(0, 60)}"`,
+      'The file is not sklearn\'s digits.csv.gz; reinstall it: apt-get install --reinstall python3-sklearn');
+  }
   return { rows: rows.map((r) => r.slice(0, 64)), y: Int32Array.from(rows, (r) => r[64]!) };
 }
 
 /** Writes train.csv and test.csv into dir; returns their paths. */
-export function writeDigitsSplit(dir: string, testFraction = 0.25, seed = 0): { train: string; test: string } {
-  const { rows, y } = loadDigits();
+export function writeDigitsSplit(dir: string, testFraction = 0.25, seed = 0, source = DIGITS_PATH): { train: string; test: string } {
+  const { rows, y } = loadDigits(source);
   const { train, val } = stratifiedSplit(y, testFraction, seed);
   const header = [...Array(64).keys()].map((i) => `p${i}`).join(',') + ',label\n';
   const csv = (idx: Int32Array) => header + Array.from(idx, (i) => `${rows[i]!.join(',')},${y[i]}`).join('\n') + '\n';

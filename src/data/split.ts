@@ -42,6 +42,11 @@ export function stratifiedSplit(y: Int32Array, fraction: number, seed: number): 
 /** Gathers rows of a row-major matrix with d columns. */
 export function take(x: Float32Array, d: number, idx: ArrayLike<number>): Float32Array {
   const out = new Float32Array(idx.length * d);
-  for (let i = 0; i < idx.length; i++) out.set(x.subarray(idx[i]! * d, (idx[i]! + 1) * d), i * d);
+  const n = x.length / d;
+  for (let i = 0; i < idx.length; i++) {
+    const r = idx[i]!;
+    if (!(r >= 0 && r < n)) throw new RangeError(`take: row ${r} is outside 0..${n - 1}`); // else subarray silently pads with zeros
+    out.set(x.subarray(r * d, (r + 1) * d), i * d);
+  }
   return out;
 }
