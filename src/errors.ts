@@ -22,6 +22,8 @@ export type ErrorCode =
   | 'E_ONE_CLASS'
   | 'E_EMPTY_CLASS'
   | 'E_UNKNOWN_LABEL'
+  | 'E_IMAGE_CORRUPT'
+  | 'E_IMAGE_TOO_LARGE'
   | 'E_BAD_OPTION'
   // training
   | 'E_DIVERGED'
