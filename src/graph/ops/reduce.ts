@@ -1,7 +1,8 @@
 /** Reductions and normalisations: type inference and gradient rules. */
-import type { Sym } from '../builder.ts';
+import { type Sym, staticShape } from '../builder.ts';
 import type { Dim } from '../ir.ts';
-import { type GradCtx, type InferCtx, defineOp, normAxis } from './registry.ts';
+import type { DType } from '../tensor.ts';
+import { type GradCtx, type InferCtx, type TypeInfo, defineOp, normAxis } from './registry.ts';
 
 /** Reduction axes come from an attribute (opset < 18 ReduceMean & co) or an input (ReduceSum >= 13). */
 function reduceAxes(c: InferCtx, rank: number): number[] {
@@ -50,5 +51,97 @@ defineOp('ArgMax', {
     const out: Dim[] = [];
     s.forEach((d, i) => { if (i !== axis) out.push(d); else if (keep) out.push(1); });
     return [{ dtype: 'int64', shape: out }];
+  },
+});
+
+// ---- softmax family ----------------------------------------------------------------------------------
+
+const same = (c: InferCtx): TypeInfo[] => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }];
+
+/** The axes a softmax normalises over: one axis from opset 13, all axes from `axis` on before that. */
+function softmaxAxes(c: GradCtx): number[] {
+  const r = c.x(0).shape.length;
+  const old = c.b.graph.opset < 13;
+  const axis = normAxis(c.int('axis', old ? 1 : -1), r);
+  return old ? Array.from({ length: r - axis }, (_, k) => axis + k) : [axis];
+}
+
+defineOp('Softmax', {
+  infer: same,
+  grad: (c) => {
+    // dx = y * (dy - sum(dy * y))
+    const { b } = c;
+    const y = c.y(0);
+    const dy = c.dy(0)!;
+    return [b.mul(y, b.sub(dy, b.reduceSum(b.mul(dy, y), softmaxAxes(c))))];
+  },
+});
+
+defineOp('LogSoftmax', {
+  infer: same,
+  grad: (c) => {
+    // dx = dy - softmax(x) * sum(dy), with softmax(x) = exp(y)
+    const { b } = c;
+    const dy = c.dy(0)!;
+    return [b.sub(dy, b.mul(b.exp(c.y(0)), b.reduceSum(dy, softmaxAxes(c))))];
+  },
+});
+
+defineOp('Hardmax', { infer: same });
+
+defineOp('TopK', {
+  nondiff: [1],
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const axis = normAxis(c.int('axis', -1), x.shape.length);
+    const k = c.constInts(1)?.[0];
+    const shape = x.shape.map((d, i) => (i === axis ? k ?? '?' : d));
+    return [{ dtype: x.dtype, shape }, { dtype: 'int64', shape: [...shape] }];
+  },
+});
+
+// ---- LayerNormalization ------------------------------------------------------------------------------
+
+const STASH: Record<number, DType> = { 1: 'float32', 10: 'float16', 11: 'float64' };
+
+defineOp('LayerNormalization', {
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const axis = normAxis(c.int('axis', -1), x.shape.length);
+    const stats: Dim[] = x.shape.map((d, i) => (i < axis ? d : 1));
+    const u = STASH[c.int('stash_type', 1)] ?? 'float32';
+    return [{ dtype: x.dtype, shape: [...x.shape] }, { dtype: u, shape: stats }, { dtype: u, shape: [...stats] }];
+  },
+  grad: (c) => {
+    const { b } = c;
+    const x = c.x(0);
+    const xs = staticShape(x);
+    const axis = normAxis(c.int('axis', -1), xs.length);
+    const axes = Array.from({ length: xs.length - axis }, (_, k) => axis + k);
+    const dy = c.dy(0)!;
+    let mean: Sym;
+    let inv: Sym;
+    if (x.dtype === 'float64') {
+      // ORT saves the statistics in float32 even for float64 input; recompute them at full precision.
+      const eps = c.float('epsilon', 1e-5);
+      mean = b.reduceMean(x, axes);
+      const d = b.sub(x, mean);
+      inv = b.op1('Reciprocal', [b.sqrt(b.add(b.reduceMean(b.mul(d, d), axes), b.like(eps, x)))]);
+    } else {
+      const m = c.ensureOutput(1);
+      const s = c.ensureOutput(2);
+      mean = m.dtype === x.dtype ? m : b.cast(m, x.dtype);
+      inv = s.dtype === x.dtype ? s : b.cast(s, x.dtype);
+    }
+    const xhat = b.mul(b.sub(x, mean), inv);
+    const out: (Sym | null)[] = [null, null, null];
+    if (c.needs(0)) {
+      // dx = inv * (g - mean(g) - xhat * mean(g * xhat)), g = dy * scale
+      const g = b.mul(dy, c.x(1));
+      out[0] = b.mul(inv, b.sub(b.sub(g, b.reduceMean(g, axes)), b.mul(xhat, b.reduceMean(b.mul(g, xhat), axes))));
+    }
+    if (c.needs(1)) out[1] = c.unbroadcast(b.mul(dy, xhat), c.x(1));
+    if (c.node.inputs[2] && c.needs(2)) out[2] = c.unbroadcast(dy, c.x(2));
+    return out;
   },
 });

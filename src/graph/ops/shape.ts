@@ -1,8 +1,9 @@
 /** Shape-moving ops: type inference and gradient rules. */
-import type { Sym } from '../builder.ts';
+import { GraftError } from '../../errors.ts';
+import { type GraphBuilder, type Sym, staticShape } from '../builder.ts';
 import type { Dim } from '../ir.ts';
-import { sizeOf } from '../tensor.ts';
-import { type GradCtx, type InferCtx, defineOp, normAxis, shapeError } from './registry.ts';
+import { type DType, sizeOf, tensor, toNumbers } from '../tensor.ts';
+import { type GradCtx, type InferCtx, type TypeInfo, defineOp, normAxis, shapeError } from './registry.ts';
 
 /** The gradient of any op that only rearranges or renames elements without reordering them. */
 const reshapeBack = (c: GradCtx): (Sym | null)[] => [c.b.reshape(c.dy(0)!, c.x(0).shape.map(Number))];
@@ -112,4 +113,303 @@ defineOp('Expand', {
     return [{ dtype: c.inputs[0]!.dtype, shape: out }];
   },
   grad: (c) => [c.unbroadcast(c.dy(0)!, c.x(0))],
+});
+
+// ---- helpers ---------------------------------------------------------------------------------------------
+
+/** Zeros of a static shape, made at run time (ConstantOfShape) so no large constant is stored. */
+function zeros(b: GraphBuilder, shape: number[], dtype: DType): Sym {
+  return b.op1('ConstantOfShape', [b.ints(shape)], { value: tensor(dtype, [1], [0]) });
+}
+
+function constOrThrow(c: InferCtx, i: number, what: string): number[] {
+  const v = c.constInts(i);
+  if (!v) throw shapeError(c.node, `${what} must be a constant known when the graph is built`);
+  return v;
+}
+
+/** Propagates small 1-D constant values (shape arithmetic in loaded models: Shape -> Slice/Gather -> Concat). */
+function withValue(t: TypeInfo, values: number[] | undefined): TypeInfo {
+  return values && t.shape.length <= 1 && values.length <= 64 ? { ...t, value: tensor(t.dtype, t.shape as number[], values) } : t;
+}
+
+// ---- Concat / Split ------------------------------------------------------------------------------------
+
+defineOp('Concat', {
+  infer: (c) => {
+    const ins = c.inputs.filter((t): t is TypeInfo => !!t);
+    const first = ins[0]!;
+    const axis = normAxis(c.int('axis', 0), first.shape.length);
+    const shape = [...first.shape];
+    const dims = ins.map((t) => t.shape[axis]!);
+    shape[axis] = dims.every((d) => typeof d === 'number') ? (dims as number[]).reduce((a, d) => a + d, 0) : '?';
+    const vals = ins.every((t) => t.value) ? ins.flatMap((t) => toNumbers(t.value!)) : undefined;
+    return [withValue({ dtype: first.dtype, shape }, vals)];
+  },
+  grad: (c) => {
+    const x0 = c.x(0);
+    const axis = normAxis(c.int('axis', 0), x0.shape.length);
+    const sizes = c.node.inputs.map((_, i) => Number(c.x(i).shape[axis]));
+    const parts = c.b.op('Split', [c.dy(0)!, c.b.ints(sizes)], { axis }, { outputs: sizes.length });
+    return parts.map((p, i) => (c.needs(i) ? p : null));
+  },
+});
+
+function splitSizes(c: InferCtx, dim: Dim, n: number): Dim[] {
+  const given = c.node.inputs[1] ? c.constInts(1) : c.ints('split', []);
+  if (given && given.length) return given;
+  if (typeof dim !== 'number') return new Array<Dim>(n).fill('?');
+  // Opset 18 allows a smaller last chunk (num_outputs); equal chunks otherwise.
+  const chunk = Math.ceil(dim / n);
+  return Array.from({ length: n }, (_, i) => Math.max(0, Math.min(chunk, dim - i * chunk)));
+}
+
+defineOp('Split', {
+  nondiff: [1],
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const axis = normAxis(c.int('axis', 0), x.shape.length);
+    return splitSizes(c, x.shape[axis]!, c.node.outputs.length).map((d) => {
+      const shape = [...x.shape];
+      shape[axis] = d;
+      return { dtype: x.dtype, shape };
+    });
+  },
+  grad: (c) => {
+    const x = c.x(0);
+    const axis = normAxis(c.int('axis', 0), x.shape.length);
+    const xs = staticShape(x);
+    const sizes = splitSizes(c, xs[axis]!, c.node.outputs.length) as number[];
+    const parts = sizes.map((d, i) => c.dy(i) ?? zeros(c.b, xs.map((e, k) => (k === axis ? d : e)), x.dtype));
+    return [parts.length === 1 ? parts[0]! : c.b.op1('Concat', parts, { axis })];
+  },
+});
+
+// ---- Slice -----------------------------------------------------------------------------------------------
+
+interface SliceAxis { axis: number; start: number; step: number; count: number }
+
+/** Resolves Slice's starts/ends/axes/steps against a shape, clamping as the ONNX spec says. */
+function sliceAxes(c: InferCtx, shape: Dim[]): SliceAxis[] {
+  const starts = constOrThrow(c, 1, 'Slice starts');
+  const ends = constOrThrow(c, 2, 'Slice ends');
+  const axes = c.node.inputs[3] ? constOrThrow(c, 3, 'Slice axes') : starts.map((_, i) => i);
+  const steps = c.node.inputs[4] ? constOrThrow(c, 4, 'Slice steps') : starts.map(() => 1);
+  return axes.map((a, i) => {
+    const axis = normAxis(a, shape.length);
+    const dim = shape[axis]!;
+    const step = steps[i]!;
+    if (step === 0) throw shapeError(c.node, 'Slice step cannot be 0');
+    if (typeof dim !== 'number') return { axis, start: 0, step, count: -1 };
+    let s = starts[i]!;
+    let e = ends[i]!;
+    if (s < 0) s += dim;
+    if (e < 0) e += dim;
+    if (step > 0) {
+      s = Math.min(Math.max(s, 0), dim);
+      e = Math.min(Math.max(e, 0), dim);
+    } else {
+      s = Math.min(Math.max(s, 0), dim - 1);
+      e = Math.min(Math.max(e, -1), dim - 1);
+    }
+    const count = Math.max(0, Math.ceil((e - s) / step));
+    return { axis, start: s, step, count };
+  });
+}
+
+defineOp('Slice', {
+  nondiff: [1, 2, 3, 4],
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const shape = [...x.shape];
+    const sl = sliceAxes(c, shape);
+    for (const a of sl) shape[a.axis] = a.count < 0 ? '?' : a.count;
+    let vals: number[] | undefined;
+    if (x.value && x.shape.length === 1 && sl.length === 1) {
+      const v = toNumbers(x.value);
+      vals = Array.from({ length: sl[0]!.count }, (_, k) => v[sl[0]!.start + k * sl[0]!.step]!);
+    }
+    return [withValue({ dtype: x.dtype, shape }, vals)];
+  },
+  grad: (c) => {
+    const { b } = c;
+    const x = c.x(0);
+    const xs = staticShape(x);
+    const r = xs.length;
+    const sl = sliceAxes(c, xs);
+    let dy = c.dy(0)!;
+    if (sl.every((a) => Math.abs(a.step) === 1)) {
+      // Contiguous slice: pad dy back out with zeros (reversed first where the step is -1).
+      const rev = sl.filter((a) => a.step === -1 && a.count > 1);
+      if (rev.length) {
+        dy = b.op1('Slice', [dy, b.ints(rev.map(() => -1)), b.ints(rev.map(() => -Number.MAX_SAFE_INTEGER)),
+          b.ints(rev.map((a) => a.axis)), b.ints(rev.map(() => -1))]);
+      }
+      const pads = new Array<number>(2 * r).fill(0);
+      for (const a of sl) {
+        const lo = a.step === 1 ? a.start : a.start - a.count + 1;
+        pads[a.axis] = a.count ? lo : 0;
+        pads[a.axis + r] = xs[a.axis]! - (a.count ? lo : 0) - a.count;
+      }
+      return [pads.some((p) => p) ? b.op1('Pad', [dy, b.ints(pads)]) : dy];
+    }
+    // Strided slice: scatter dy into flat zeros at the (static) positions it was read from.
+    const index = xs.map((_, d) => Array.from({ length: xs[d]! }, (_, k) => k));
+    for (const a of sl) index[a.axis] = Array.from({ length: a.count }, (_, k) => a.start + k * a.step);
+    const strides = xs.map((_, d) => sizeOf(xs.slice(d + 1)));
+    let flat = [0];
+    for (let d = 0; d < r; d++) flat = flat.flatMap((f) => index[d]!.map((k) => f + k * strides[d]!));
+    const n = sizeOf(xs);
+    const upd = b.reshape(dy, [flat.length]);
+    const dx = b.op1('ScatterElements', [zeros(b, [n], x.dtype), b.constant(tensor('int64', [flat.length], flat)), upd], { axis: 0 });
+    return [b.reshape(dx, xs)];
+  },
+});
+
+// Used by the gradient rules below; typed here (their own gradients are not needed).
+for (const op of ['ScatterElements', 'ScatterND']) {
+  defineOp(op, { infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }] });
+}
+
+// ---- Gather ----------------------------------------------------------------------------------------------
+
+defineOp('Gather', {
+  nondiff: [1],
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const idx = c.inputs[1]!;
+    const axis = normAxis(c.int('axis', 0), x.shape.length);
+    const shape = [...x.shape.slice(0, axis), ...idx.shape, ...x.shape.slice(axis + 1)];
+    let vals: number[] | undefined;
+    if (x.value && idx.value && x.shape.length === 1) {
+      const v = toNumbers(x.value);
+      vals = toNumbers(idx.value).map((i) => v[i < 0 ? i + v.length : i]!);
+    }
+    return [withValue({ dtype: x.dtype, shape }, vals)];
+  },
+  grad: (c) => {
+    // Scatter-add dy into zeros along the gathered axis, moved to the front so ScatterND can index it.
+    const { b } = c;
+    const x = c.x(0);
+    const xs = staticShape(x);
+    const r = xs.length;
+    const axis = normAxis(c.int('axis', 0), r);
+    const q = c.x(1).shape.length;
+    let idx = c.x(1).dtype === 'int64' ? c.x(1) : b.cast(c.x(1), 'int64');
+    const dim = b.constant(tensor('int64', [], [xs[axis]!]));
+    idx = b.op1('Where', [b.op1('Less', [idx, b.constant(tensor('int64', [], [0]))]), b.add(idx, dim), idx]);
+    idx = b.op1('Unsqueeze', [idx, b.ints([-1])]);
+    const range = (lo: number, hi: number) => Array.from({ length: Math.max(0, hi - lo) }, (_, k) => lo + k);
+    let dy = c.dy(0)!;
+    // dy is [pre, idx, post]; ScatterND wants updates shaped [idx, pre, post].
+    if (axis > 0) dy = b.transpose(dy, [...range(axis, axis + q), ...range(0, axis), ...range(axis + q, r + q - 1)]);
+    const front = [xs[axis]!, ...xs.slice(0, axis), ...xs.slice(axis + 1)];
+    let dx = b.op1('ScatterND', [zeros(b, front, x.dtype), idx, dy], { reduction: 'add' });
+    if (axis > 0) dx = b.transpose(dx, [...range(1, axis + 1), 0, ...range(axis + 1, r)]);
+    return [dx, null];
+  },
+});
+
+// ---- Pad -------------------------------------------------------------------------------------------------
+
+/** Per-axis [begin, end] pads (opset 18 may name a subset of axes). */
+function padAmounts(c: InferCtx, rank: number): [number[], number[]] {
+  const raw = c.node.inputs[1] ? constOrThrow(c, 1, 'Pad pads') : c.ints('pads', []);
+  const axes = c.node.inputs[3] ? constOrThrow(c, 3, 'Pad axes').map((a) => normAxis(a, rank)) : [...Array(rank).keys()];
+  const begin = new Array<number>(rank).fill(0);
+  const end = new Array<number>(rank).fill(0);
+  axes.forEach((a, i) => {
+    begin[a] = raw[i] ?? 0;
+    end[a] = raw[i + axes.length] ?? 0;
+  });
+  return [begin, end];
+}
+
+defineOp('Pad', {
+  nondiff: [1, 2, 3],
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const [begin, end] = padAmounts(c, x.shape.length);
+    const shape = x.shape.map((d, i) => (typeof d === 'number' ? d + begin[i]! + end[i]! : '?'));
+    return [{ dtype: x.dtype, shape }];
+  },
+  grad: (c) => {
+    const { b } = c;
+    const mode = c.str('mode', 'constant');
+    if (mode !== 'constant') {
+      throw new GraftError('E_GRAD_UNSUPPORTED', `op Pad (node "${c.node.name}") has no gradient in mode "${mode}"`,
+        'Only constant padding can be trained through; freeze the layers before this node.', { op: 'Pad', node: c.node.name });
+    }
+    const xs = staticShape(c.x(0));
+    const [begin, end] = padAmounts(c, xs.length);
+    // Cut away what was padded on; where a pad was negative (a crop), zero-pad the cropped part back.
+    const lo = begin.map((p) => Math.max(p, 0));
+    const keep = xs.map((d, i) => d - Math.max(-begin[i]!, 0) - Math.max(-end[i]!, 0));
+    let g = c.dy(0)!;
+    if (lo.some((p) => p) || end.some((p) => p > 0)) g = b.op1('Slice', [g, b.ints(lo), b.ints(lo.map((p, i) => p + keep[i]!))]);
+    const back = [...begin, ...end].map((p) => Math.max(-p, 0));
+    if (back.some((p) => p)) g = b.op1('Pad', [g, b.ints(back)]);
+    return [g];
+  },
+});
+
+// ---- Dropout ---------------------------------------------------------------------------------------------
+
+defineOp('Dropout', {
+  nondiff: [1, 2],
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    return [{ dtype: x.dtype, shape: [...x.shape] }, { dtype: 'bool', shape: [...x.shape] }];
+  },
+  grad: (c) => {
+    const { b } = c;
+    const dy = c.dy(0)!;
+    const mode = c.node.inputs[2] ? c.constInts(2) : [0];
+    if (mode && !mode[0]) return [dy]; // inference mode: the identity
+    const ratio = c.node.inputs[1] ? c.constant(1) : tensor('float32', [], [c.float('ratio', 0.5)]);
+    const scale = ratio
+      ? b.like(1 / (1 - toNumbers(ratio)[0]!), dy)
+      : b.div(b.like(1, dy), b.sub(b.like(1, dy), b.cast(c.x(1), dy.dtype)));
+    const train = b.mul(b.mul(dy, b.cast(c.ensureOutput(1), dy.dtype)), scale);
+    // training_mode known only at run time: choose between the two rules then.
+    return [mode ? train : b.op1('Where', [c.x(2), train, dy])];
+  },
+});
+
+// ---- shape-only ops --------------------------------------------------------------------------------------
+
+defineOp('ConstantOfShape', {
+  infer: (c) => {
+    const shape = constOrThrow(c, 0, 'ConstantOfShape shape');
+    const v = c.node.attrs['value'];
+    const dtype: DType = v && 't' in v ? v.t.dtype : 'float32';
+    const fill = v && 't' in v ? toNumbers(v.t)[0]! : 0;
+    return [withValue({ dtype, shape }, shape.length <= 1 ? new Array<number>(sizeOf(shape)).fill(fill) : undefined)];
+  },
+});
+
+defineOp('Range', {
+  infer: (c) => {
+    const dtype = c.inputs[0]!.dtype;
+    const [s, l, d] = [0, 1, 2].map((i) => c.constInts(i)?.[0]);
+    if (s === undefined || l === undefined || d === undefined) return [{ dtype, shape: ['?'] }];
+    const n = Math.max(0, Math.ceil((l - s) / d));
+    return [withValue({ dtype, shape: [n] }, Array.from({ length: n }, (_, k) => s + k * d))];
+  },
+});
+
+defineOp('Tile', {
+  nondiff: [1],
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const reps = constOrThrow(c, 1, 'Tile repeats');
+    return [{ dtype: x.dtype, shape: x.shape.map((d, i) => (typeof d === 'number' ? d * reps[i]! : '?')) }];
+  },
+  grad: (c) => {
+    // Output axis i is reps[i] copies of x's axis i: view it as [reps[i], d_i] and sum the copies.
+    const xs = staticShape(c.x(0));
+    const reps = c.constInts(1)!;
+    const g = c.b.reshape(c.dy(0)!, xs.flatMap((d, i) => [reps[i]!, d]));
+    return [c.b.reduceSum(g, xs.map((_, i) => 2 * i), false)];
+  },
 });

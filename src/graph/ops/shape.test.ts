@@ -1,0 +1,178 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { gradcheck, type CheckInput, type GradcheckOptions } from '../gradcheck.ts';
+import { GraphBuilder, type Sym } from '../builder.ts';
+import { gradients } from '../autodiff.ts';
+import { Session } from '../../runtime/session.ts';
+import { tensor, toNumbers } from '../tensor.ts';
+import { GraftError } from '../../errors.ts';
+
+async function check(name: string, build: (b: GraphBuilder, x: Sym[]) => Sym, inputs: CheckInput[], opts: GradcheckOptions = {}) {
+  const r = await gradcheck(build, inputs, opts);
+  assert.ok(r.ok, `${name}: max abs err ${r.maxAbsErr}, max rel err ${r.maxRelErr} over ${r.checked} elements`);
+  assert.ok(r.checked > 0);
+}
+
+const A = (shape: number[], extra: Partial<CheckInput> = {}): CheckInput => ({ name: 'a', shape, ...extra });
+const B = (shape: number[], extra: Partial<CheckInput> = {}): CheckInput => ({ name: 'b', shape, ...extra });
+const C = (shape: number[], extra: Partial<CheckInput> = {}): CheckInput => ({ name: 'c', shape, ...extra });
+const i64 = (b: GraphBuilder, dims: number[], v: number[]) => b.constant(tensor('int64', dims, v));
+
+test('Reshape, Flatten, Squeeze, Unsqueeze', async () => {
+  await check('Reshape', (b, [x]) => b.reshape(x!, [4, 6]), [A([2, 3, 4])]);
+  await check('Reshape -1 and 0', (b, [x]) => b.reshape(x!, [0, -1]), [A([2, 3, 4])]);
+  for (const axis of [0, 1, 2, -1]) {
+    await check(`Flatten axis=${axis}`, (b, [x]) => b.op1('Flatten', [x!], { axis }), [A([2, 3, 4])]);
+  }
+  await check('Squeeze axes', (b, [x]) => b.op1('Squeeze', [x!, b.ints([1, -1])]), [A([3, 1, 4, 1])]);
+  await check('Squeeze all', (b, [x]) => b.op1('Squeeze', [x!]), [A([1, 3, 1, 4])]);
+  await check('Unsqueeze', (b, [x]) => b.op1('Unsqueeze', [x!, b.ints([0, -1])]), [A([3, 4])]);
+  await check('Unsqueeze middle', (b, [x]) => b.op1('Unsqueeze', [x!, b.ints([1, 3])]), [A([3, 4])]);
+});
+
+test('Transpose and Expand', async () => {
+  await check('Transpose default', (b, [x]) => b.op1('Transpose', [x!]), [A([2, 3, 4])]);
+  await check('Transpose perm', (b, [x]) => b.transpose(x!, [1, 2, 0]), [A([2, 3, 4])]);
+  await check('Expand same rank', (b, [x]) => b.expand(x!, [3, 4]), [A([3, 1])]);
+  await check('Expand rank-lifted', (b, [x]) => b.expand(x!, [2, 3, 4]), [A([1, 4])]);
+  await check('Expand target smaller', (b, [x]) => b.expand(x!, [1, 4]), [A([2, 3, 1])]);
+});
+
+test('Concat on each axis', async () => {
+  for (const axis of [0, 1, -1]) {
+    const shapes = [[2, 3], [2, 3], [2, 3]].map((s, i) => s.map((d, k) => (k === (axis + 2) % 2 ? d + i : d)));
+    await check(`Concat axis=${axis}`, (b, [x, y, z]) => b.op1('Concat', [x!, y!, z!], { axis }),
+      [A(shapes[0]!), B(shapes[1]!), C(shapes[2]!)]);
+  }
+  await check('Concat same input twice, 3d', (b, [x, y]) => b.op1('Concat', [x!, y!, x!], { axis: 1 }), [A([2, 1, 3]), B([2, 2, 3])]);
+  await check('Concat with a constant', (b, [x]) => b.op1('Concat', [x!, b.constant(tensor('float64', [1, 3], [1, 2, 3]))], { axis: 0 }), [A([2, 3])]);
+});
+
+test('Slice: negative, clamped and strided indices', async () => {
+  const slice = (starts: number[], ends: number[], axes?: number[], steps?: number[]) => (b: GraphBuilder, [x]: Sym[]) =>
+    b.op1('Slice', [x!, b.ints(starts), b.ints(ends), axes ? b.ints(axes) : null, steps ? b.ints(steps) : null]);
+  const cases: [string, ReturnType<typeof slice>][] = [
+    ['basic', slice([1, 0], [3, 2])],
+    ['negative start/end', slice([-3], [-1], [1])],
+    ['clamped end', slice([2], [1e9], [-1])],
+    ['clamped negative start', slice([-100], [2], [0])],
+    ['step 2', slice([0], [5], [1], [2])],
+    ['step 2 odd start', slice([1, 1], [4, 1e9], [0, 1], [2, 2])],
+    ['step -1 reverse all', slice([-1], [-1e9], [1], [-1])],
+    ['step -1 partial', slice([3], [0], [1], [-1])],
+    ['step -1 two axes', slice([-1, 2], [-1e9, 0], [0, 1], [-1, -1])],
+    ['step -2', slice([4], [-1e9], [-1], [-2])],
+    ['step 3 and -1 mixed', slice([0, 3], [4, 0], [0, 1], [3, -1])],
+    ['step 1 and -1 mixed', slice([1, 3], [3, 0], [0, 1], [1, -1])],
+    ['empty axes default', slice([1, 1, 1], [2, 4, 5])],
+  ];
+  for (const [name, build] of cases) await check(`Slice ${name}`, build, [A([4, 5, 6])]);
+});
+
+test('Split, with unused outputs getting zero gradient', async () => {
+  await check('Split equal', (b, [x]) => {
+    const [p, q] = b.op('Split', [x!], { axis: 1 }, { outputs: 2 });
+    return b.mul(p!, q!);
+  }, [A([3, 4, 2])]);
+  await check('Split sizes, negative axis, one output used', (b, [x]) => b.op('Split', [x!, b.ints([1, 2, 3])], { axis: -1 }, { outputs: 3 })[1]!, [A([2, 6])]);
+  await check('Split axis 0 middle unused', (b, [x]) => {
+    const [p, , r] = b.op('Split', [x!, b.ints([2, 1, 1])], { axis: 0 }, { outputs: 3 });
+    return b.add(p!, b.expand(r!, [2, 3]));
+  }, [A([4, 3])]);
+});
+
+test('Gather: any axis, repeated and negative indices', async () => {
+  await check('Gather axis 0 repeated+negative', (b, [x]) => b.op1('Gather', [x!, b.ints([0, 2, -1, 0, -4])], { axis: 0 }), [A([4, 3])]);
+  await check('Gather axis 1 2-D indices', (b, [x]) => b.op1('Gather', [x!, i64(b, [2, 3], [1, -1, 1, 0, 3, 3])], { axis: 1 }), [A([2, 4, 3])]);
+  await check('Gather axis -1', (b, [x]) => b.op1('Gather', [x!, b.ints([2, 2, -3])], { axis: -1 }), [A([2, 3, 4])]);
+  await check('Gather scalar index', (b, [x]) => b.op1('Gather', [x!, i64(b, [], [-2])], { axis: 1 }), [A([3, 4, 2])]);
+  await check('Gather int32 indices', (b, [x]) => b.op1('Gather', [x!, b.constant(tensor('int32', [3], [1, 1, -1]))], { axis: 0 }), [A([3, 2])]);
+  await check('Gather embedding-like', (b, [x]) => b.op1('Gather', [x!, i64(b, [2, 2], [3, 0, 3, 3])]), [A([5, 4])]);
+});
+
+test('Pad: positive, negative and mixed pads', async () => {
+  const pad = (pads: number[], value?: number) => (b: GraphBuilder, [x]: Sym[]) =>
+    b.op1('Pad', [x!, b.ints(pads), ...(value === undefined ? [] : [b.scalar(value, 'float64')])]);
+  await check('Pad positive', pad([1, 0, 2, 3]), [A([3, 4])]);
+  await check('Pad constant value', pad([0, 2, 1, 0], 0.5), [A([3, 4])]);
+  await check('Pad negative', pad([-1, 0, 0, -2]), [A([3, 4])]);
+  await check('Pad mixed signs', pad([2, -1, 0, -1, 0, 3]), [A([2, 4, 3])]);
+  await check('Pad all zero', pad([0, 0, 0, 0]), [A([2, 2])]);
+});
+
+test('Pad in reflect mode has no gradient', () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', 'float64', [3, 4]);
+  const y = b.op1('Pad', [x, b.ints([1, 1, 1, 1])], { mode: 'reflect' }, { name: 'pad_reflect' });
+  const loss = b.op1('ReduceSum', [y], { keepdims: 0 });
+  assert.throws(() => gradients(b, loss.name, ['x']), (e: unknown) =>
+    e instanceof GraftError && e.code === 'E_GRAD_UNSUPPORTED' && e.message.includes('pad_reflect') && e.message.includes('reflect'));
+});
+
+test('Tile', async () => {
+  await check('Tile', (b, [x]) => b.op1('Tile', [x!, b.ints([2, 1, 3])]), [A([2, 3, 2])]);
+});
+
+test('Dropout in inference mode is the identity', async () => {
+  await check('Dropout no training_mode', (b, [x]) => b.op1('Dropout', [x!, b.scalar(0.3, 'float64')]), [A([4, 5])]);
+  await check('Dropout training_mode=false', (b, [x]) => b.op1('Dropout', [x!, b.scalar(0.3, 'float64'), b.constant(tensor('bool', [], [0]))]), [A([4, 5])]);
+});
+
+test('Dropout in training mode: dX = dY * mask / (1 - ratio)', async () => {
+  for (const dtype of ['float64', 'float32'] as const) {
+    for (const dynamicMode of [false, true]) {
+      const ratio = 0.4;
+      const shape = [8, 16];
+      const n = 128;
+      const b = new GraphBuilder();
+      const x = b.input('x', dtype, shape);
+      const dy = b.input('dy', dtype, shape);
+      const mode = dynamicMode ? b.input('mode', 'bool', []) : b.constant(tensor('bool', [], [1]));
+      const [y] = b.op('Dropout', [x, b.scalar(ratio, dtype), mode], {}, { outputs: 1, name: 'drop' });
+      const loss = b.op1('ReduceSum', [b.mul(y!, dy)], { keepdims: 0 });
+      const dx = gradients(b, loss.name, ['x']).get('x')!;
+      const node = b.graph.nodes.find((m) => m.name === 'drop')!;
+      assert.equal(node.outputs.length, 2, 'the gradient rule exposes the mask');
+      b.output(y!, 'y');
+      b.output(node.outputs[1]!, 'mask_out');
+      b.output(dx, 'dx');
+      const s = await Session.create(b.graph, { threads: 1 });
+      const xv = Array.from({ length: n }, (_, i) => 1 + (i % 7));
+      const dyv = Array.from({ length: n }, (_, i) => Math.cos(i));
+      const feeds = { x: tensor(dtype, shape, xv), dy: tensor(dtype, shape, dyv), ...(dynamicMode ? { mode: tensor('bool', [], [1]) } : {}) };
+      const r = await s.run(feeds);
+      const mask = toNumbers(r['mask_out']!);
+      const kept = mask.filter((m) => m).length;
+      assert.ok(kept > 0 && kept < n, `mask keeps ${kept} of ${n}`);
+      const tol = dtype === 'float64' ? 1e-12 : 1e-5;
+      toNumbers(r['dx']!).forEach((g, i) => assert.ok(Math.abs(g - dyv[i]! * mask[i]! / (1 - ratio)) < tol, `dx[${i}] = ${g}`));
+      // ORT's Dropout computes its scale 1/(1-ratio) in float32 even for double tensors, so y is only float32-exact.
+      toNumbers(r['y']!).forEach((v, i) => assert.ok(Math.abs(v - xv[i]! * mask[i]! / (1 - ratio)) < 1e-6 * Math.max(1, Math.abs(v)), `y[${i}] = ${v}`));
+      if (dynamicMode) {
+        // Same graph with training_mode fed false: the gradient is dy unchanged.
+        const r0 = await s.run({ ...feeds, mode: tensor('bool', [], [0]) });
+        toNumbers(r0['dx']!).forEach((g, i) => assert.ok(Math.abs(g - dyv[i]!) < tol, `inference dx[${i}] = ${g}`));
+      }
+      await s.dispose();
+    }
+  }
+});
+
+test('shape-only ops infer shapes and constant values', () => {
+  const b = new GraphBuilder();
+  const z = b.op1('ConstantOfShape', [b.ints([2, 3])], { value: tensor('float64', [1], [0]) });
+  assert.deepEqual([z.dtype, z.shape], ['float64', [2, 3]]);
+  const r = b.op1('Range', [b.constant(tensor('int64', [], [1])), b.constant(tensor('int64', [], [10])), b.constant(tensor('int64', [], [3]))]);
+  assert.deepEqual(r.shape, [3]);
+  assert.deepEqual(toNumbers(b.valueOf(r.name)!), [1, 4, 7]);
+  const x = b.input('x', 'float32', [2, 3, 4]);
+  const shp = b.op1('Shape', [x]);
+  const tail = b.op1('Slice', [shp, b.ints([-2]), b.ints([1e9])]);
+  const head = b.op1('Gather', [shp, b.ints([0])]);
+  const cat = b.op1('Concat', [head, b.ints([-1]), tail], { axis: 0 });
+  assert.deepEqual(toNumbers(b.valueOf(cat.name)!), [2, -1, 3, 4]);
+  assert.deepEqual(b.op1('Reshape', [x, cat]).shape, [2, 1, 3, 4]);
+  assert.deepEqual(b.op('Split', [x], { axis: 2 }, { outputs: 2 }).map((s) => s.shape), [[2, 3, 2], [2, 3, 2]]);
+  assert.deepEqual(b.op1('Pad', [x, b.ints([0, 1, -1, 0, 2, 0])]).shape, [2, 6, 3]);
+  assert.deepEqual(b.op1('Slice', [x, b.ints([-1]), b.ints([-1e9]), b.ints([2]), b.ints([-3])]).shape, [2, 3, 2]);
+});
