@@ -96,7 +96,7 @@ function badAttr(n: Node, name: string, what: string): GraftError {
 }
 
 /** Attribute names whose numeric values are ONNX FLOATs (all other numbers become INTs). */
-const FLOAT_ATTRS = new Set(['alpha', 'beta', 'gamma', 'epsilon', 'momentum', 'ratio', 'bias', 'lambd', 'value_float', 'spatial_scale', 'min', 'max', 'scale', 'threshold', 'seed']);
+const FLOAT_ATTRS = new Set(['alpha', 'beta', 'gamma', 'epsilon', 'momentum', 'ratio', 'bias', 'lambd', 'value_float', 'spatial_scale', 'min', 'max', 'scale', 'threshold']);
 
 export type AttrInput = number | number[] | string | string[] | AttrValue | TensorData;
 
