@@ -106,6 +106,10 @@ export class GraphBuilder {
     for (const [k, v] of Object.entries(attrs)) a[k] = toAttr(k, v);
     const node = this.graph.addNode(op, inputs.map((x) => (x == null ? '' : typeof x === 'string' ? x : x.name)), outNames, a, opts.name);
     this.inferNode(node);
+    if (outNames.some((o) => !this.types.has(o))) {
+      throw new GraftError('E_GRAPH_INVALID', `op ${op} (node "${node.name}") has no shape inference in graft, so the builder cannot type its outputs`,
+        'Use ops that graft knows (graph/ops/), or load graphs that use this op without building on top of its outputs.');
+    }
     return outNames.map((o) => this.sym(o));
   }
 

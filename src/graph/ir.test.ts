@@ -78,3 +78,9 @@ test('the builder infers shapes as it goes and reports shape errors at build tim
   assert.throws(() => b.matmul(a, b.init('w2', tensor('float32', [5, 2]))), { code: 'E_GRAPH_SHAPE' });
   assert.throws(() => b.add(b.input('d', 'float32', [2, 3]), b.input('e', 'float32', [4, 3])), { code: 'E_GRAPH_SHAPE' });
 });
+
+test('building an op that graft cannot type is a typed error naming it', () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', 'float32', [2]);
+  assert.throws(() => b.op1('NoSuchOp', [x]), (e: { code?: string; message: string }) => e.code === 'E_GRAPH_INVALID' && /NoSuchOp/.test(e.message));
+});
