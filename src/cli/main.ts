@@ -7,16 +7,26 @@ import { parseArgs } from 'node:util';
 import { GraftError, isGraftError } from '../errors.ts';
 import { evalCsv, predictCsv, trainCsv } from '../api.ts';
 import { runDemo } from './demo.ts';
+import { existsSync, statSync } from 'node:fs';
+import { evalImages, predictImages, trainImages } from '../probe/images.ts';
+import { REGISTRY, findBackbone } from '../backbones/registry.ts';
+import { embedCommand } from '../probe/embed.ts';
+
+const isDir = (p: string) => existsSync(p) && statSync(p).isDirectory();
 
 const USAGE = `graft: transfer learning for TypeScript
 
 usage:
+  graft train <images/> [--backbone mobilenet_v2|inception_v3] [--cut NAME] [--head linear|mlp|knn] [--val 0.2] [--out DIR]
+              image folders: root/<label>/*.jpg|png|webp|gif (or train/ val/ test/ subfolders)
   graft train <train.csv> --backbone none --head linear|mlp [--val 0.2] [--epochs N] [--lr X]
               [--batch-size N] [--seed S] [--hidden 256,128] [--dropout P] [--weight-decay W]
               [--optimizer adamw|sgd] [--schedule one-cycle|cosine|constant] [--label-smoothing E]
               [--patience N] [--threads N] [--resume] [--out DIR] [--json]
-  graft eval <DIR> <test.csv> [--json]
-  graft predict <DIR> <rows.csv> [--json]
+  graft eval <DIR> <test.csv|images/> [--json]
+  graft predict <DIR> <rows.csv|images/|image> [--json]
+  graft embed <images/> [--backbone ID] [--cut NAME] --out FILE.safetensors
+  graft backbones [show ID]
   graft demo                      train and evaluate on sklearn's digits (the quick start)
 
 Numeric CSV: a header row, a 'label' column and numeric feature columns.`;
@@ -50,7 +60,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           lr: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' },
           'batch-size': { type: 'string' }, hidden: { type: 'string' }, dropout: { type: 'string' }, 'weight-decay': { type: 'string' },
           optimizer: { type: 'string' }, schedule: { type: 'string' }, 'label-smoothing': { type: 'string' }, patience: { type: 'string' },
-          threads: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' },
+          threads: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' }, cut: { type: 'string' }, 'no-cache': { type: 'boolean' },
         },
       });
     } catch (e) {
@@ -60,7 +70,23 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     const json = !!v.json;
     switch (cmd) {
       case 'train': {
-        if (pos.length !== 1) throw usage('graft train takes one CSV file');
+        if (pos.length !== 1) throw usage('graft train takes one CSV file or image folder');
+        if (isDir(pos[0]!)) {
+          const head = (v.head ?? 'linear') as 'linear' | 'mlp' | 'knn';
+          const defined = <T extends Record<string, unknown>>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined));
+          const r = await trainImages({
+            data: pos[0]!, out: v.out ?? 'graft-model', head, log, cache: !v['no-cache'],
+            ...defined({ backbone: v.backbone, cut: v.cut, val: num(v.val, 'val'), epochs: num(v.epochs, 'epochs', true), lr: num(v.lr, 'lr'), seed: num(v.seed, 'seed', true), threads: num(v.threads, 'threads', true) }),
+          });
+          if (json) print(JSON.stringify(r));
+          else {
+            print(`saved ${r.out}: ${r.backbone} cut ${r.cut} + ${r.head} head, ${r.labels.length} classes, ${r.seconds.toFixed(1)} s`);
+            print(`train accuracy ${r.trainAccuracy.toFixed(4)}${r.valAccuracy !== null ? `, validation accuracy ${r.valAccuracy.toFixed(4)}, macro-F1 ${r.valMacroF1!.toFixed(4)}` : ''}`);
+            print(`diagnosis: ${r.diagnosis.summary}`);
+            for (const a of r.diagnosis.advice) print(`  - ${a}`);
+          }
+          return 0;
+        }
         if (v.backbone !== undefined && v.backbone !== 'none') {
           throw new GraftError('E_BAD_OPTION', `--backbone ${v.backbone} needs image or text data; numeric CSV trains with --backbone none`, 'Pass --backbone none for numeric CSV features.');
         }
@@ -93,15 +119,42 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       }
       case 'eval': {
         if (pos.length !== 2) throw usage('graft eval takes a model folder and a CSV file');
-        const r = await evalCsv(pos[0]!, pos[1]!);
+        const r = isDir(pos[1]!) ? await evalImages(pos[0]!, pos[1]!) : await evalCsv(pos[0]!, pos[1]!);
         print(json ? JSON.stringify(r) : `accuracy ${r.accuracy.toFixed(4)}  macro-F1 ${r.macroF1.toFixed(4)}  n ${r.n}`);
         return 0;
       }
       case 'predict': {
         if (pos.length !== 2) throw usage('graft predict takes a model folder and a CSV file');
-        const r = await predictCsv(pos[0]!, pos[1]!);
+        const r = /\.(csv|csv\.gz)$/i.test(pos[1]!) ? await predictCsv(pos[0]!, pos[1]!) : (await predictImages(pos[0]!, pos[1]!, log)).predictions;
         if (json) print(JSON.stringify({ predictions: r }));
         else for (const p of r) print(`${p.label}\t${p.probabilities[p.label]!.toFixed(4)}`);
+        return 0;
+      }
+      case 'backbones': {
+        if (pos[0] === 'show') {
+          if (!pos[1]) throw usage('graft backbones show takes a backbone id');
+          const e = findBackbone(pos[1]);
+          if (json) print(JSON.stringify(e));
+          else {
+            print(`${e.id} (${e.modality}): ${e.description}`);
+            print(`  package ${e.package.name}@${e.package.version}, licence ${e.license}`);
+            print(`  input ${e.input}; output ${e.outputDim}-d; default cut ${e.defaultCut}`);
+            if (e.preprocess) print(`  preprocessing: resize ${e.preprocess.resize} to ${e.preprocess.size.join('x')}, pixel*${e.preprocess.scale.toPrecision(4)}, mean [${e.preprocess.mean}], std [${e.preprocess.std}]`);
+            print('  cut points (early to late):');
+            for (const c of e.cuts) print(`    ${c.name.padEnd(22)} ${String(c.dim).padStart(5)}-d${c.note ? `  ${c.note}` : ''}`);
+            print('  files:');
+            for (const f of e.files) print(`    ${f.path}  sha256 ${f.sha256.slice(0, 16)}…`);
+          }
+          return 0;
+        }
+        if (json) print(JSON.stringify(REGISTRY.map((e) => ({ id: e.id, modality: e.modality, outputDim: e.outputDim, cuts: e.cuts.map((c) => c.name) }))));
+        else for (const e of REGISTRY) print(`${e.id.padEnd(16)} ${e.modality.padEnd(6)} ${String(e.outputDim).padStart(5)}-d  ${e.description}`);
+        return 0;
+      }
+      case 'embed': {
+        if (pos.length !== 1 || !v.out) throw usage('graft embed takes an image folder and --out FILE');
+        const r = await embedCommand({ data: pos[0]!, out: v.out, ...(v.backbone ? { backbone: v.backbone } : {}), ...(v.cut ? { cut: v.cut } : {}), cache: !v['no-cache'], log });
+        print(json ? JSON.stringify(r) : `wrote ${r.out}: ${r.n} x ${r.dim} features (${r.cacheHits} from the cache, ${r.skipped} skipped) in ${r.seconds.toFixed(1)} s`);
         return 0;
       }
       case 'demo':

@@ -21,7 +21,7 @@ export interface ModelCard {
   createdAt: string;
   task: 'classification';
   labels: string[];
-  input: { name: string; kind: 'features'; columns: string[]; shape: number[] };
+  input: { name: string; kind: 'features' | 'image'; columns: string[]; shape: number[]; preprocess?: unknown };
   outputs: { probabilities: string; logits: string };
   backbone: null | { id: string; sha256: string; cut: string };
   head: Record<string, unknown>;
@@ -65,8 +65,8 @@ export function readCard(dir: string): ModelCard {
   if (typeof card.formatVersion !== 'number' || card.formatVersion > FORMAT_VERSION) {
     throw new GraftError('E_MODEL_VERSION', `model folder ${dir} has format version ${card.formatVersion}; this graft reads up to ${FORMAT_VERSION}`, 'Upgrade graft to read this model.');
   }
-  if (!Array.isArray(card.labels) || card.labels.length < 1 || !card.input || !Array.isArray(card.input.columns)) {
-    throw corrupt(dir, 'graft.json lacks labels or input columns');
+  if (!Array.isArray(card.labels) || card.labels.length < 1 || !card.input || !Array.isArray(card.input.shape) || (card.input.kind === 'features' && !Array.isArray(card.input.columns))) {
+    throw corrupt(dir, 'graft.json lacks labels, the input shape or the input columns');
   }
   return card;
 }
@@ -93,19 +93,19 @@ export async function loadModel(dir: string, opts: SessionOptions = {}): Promise
   }
   const session = await Session.create(bytes, opts);
   const k = card.labels.length;
-  const d = card.input.columns.length;
+  const d = card.input.shape.reduce((a, b) => a * b, 1);
   return {
     card,
     session,
     async predict(x, n) {
       if (x.length !== n * d) {
-        throw new GraftError('E_GRAPH_SHAPE', `the model expects ${d} features per row, got ${x.length / Math.max(n, 1)}`, 'Pass rows with the columns the model was trained on.');
+        throw new GraftError('E_GRAPH_SHAPE', `the model expects ${d} values per example ([${card.input.shape}]), got ${x.length / Math.max(n, 1)}`, 'Pass examples shaped as the model was trained on.');
       }
       const out = new Float32Array(n * k);
-      const step = 1024;
+      const step = card.input.kind === 'image' ? 32 : 1024;
       for (let from = 0; from < n; from += step) {
         const m = Math.min(step, n - from);
-        const r = await session.run({ [card.input.name]: { dtype: 'float32', dims: [m, d], data: x.subarray(from * d, (from + m) * d) } }, [card.outputs.probabilities]);
+        const r = await session.run({ [card.input.name]: { dtype: 'float32', dims: [m, ...card.input.shape], data: x.subarray(from * d, (from + m) * d) } }, [card.outputs.probabilities]);
         out.set(r[card.outputs.probabilities]!.data as Float32Array, from * k);
       }
       return out;

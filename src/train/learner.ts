@@ -8,6 +8,7 @@ import { GraftError } from '../errors.ts';
 import { readSafetensors, writeSafetensors, type NamedArrays } from '../io/safetensors.ts';
 import { rng } from '../graph/gradcheck.ts';
 import { type TensorData, tensor } from '../graph/tensor.ts';
+import type { Graph } from '../graph/ir.ts';
 import { defaultThreads, type SessionOptions } from '../runtime/session.ts';
 import { CancelBatch, CancelEpoch, CancelFit, type Callback, type EpochRecord, type Event } from './callbacks.ts';
 import { G, P, PN, S, SN, type EvalStep, type TrainStep, buildInferenceGraph, compileEvalStep, compileTrainStep } from './compiled.ts';
@@ -372,7 +373,12 @@ export class Learner {
 
   /** The self-contained inference graph (weights baked in), as ONNX bytes. */
   exportOnnx(head: 'softmax' | 'sigmoid' | 'none' = 'softmax'): Uint8Array {
-    return buildInferenceGraph(this.net, (n) => this.weights.get(n)!, head).graph.toBytes();
+    return this.inferenceGraph(head).toBytes();
+  }
+
+  /** The inference graph (input 'input', outputs 'logits' and 'probabilities'), weights baked in. */
+  inferenceGraph(head: 'softmax' | 'sigmoid' | 'none' = 'softmax'): Graph {
+    return buildInferenceGraph(this.net, (n) => this.weights.get(n)!, head).graph;
   }
 
   // ---- checkpoints ----------------------------------------------------------------------------------------------

