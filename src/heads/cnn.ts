@@ -12,6 +12,8 @@ export interface SmallCnnOptions {
   classes: number;
   channels?: number[];
   seed?: number;
+  /** How the last feature map becomes a vector: global average pooling (default) or flattening (keeps where things are). */
+  pool?: 'global' | 'flatten';
 }
 
 export function smallCnn(o: SmallCnnOptions): Network {
@@ -19,6 +21,10 @@ export function smallCnn(o: SmallCnnOptions): Network {
   const chans = o.channels ?? [32, 64];
   const params: Param[] = [];
   let cin = o.inputShape[0];
+  const flat = o.pool === 'flatten';
+  // Each stage halves height and width (max-pool 2x2, floor).
+  const side = (n: number) => chans.reduce((a) => Math.floor(a / 2), n);
+  const spatial = flat ? side(o.inputShape[1]) * side(o.inputShape[2]) : 1;
   chans.forEach((c, i) => {
     const fanIn = cin * 9;
     params.push(
@@ -29,7 +35,7 @@ export function smallCnn(o: SmallCnnOptions): Network {
     cin = c;
   });
   params.push(
-    { name: 'fc.weight', shape: [cin, o.classes], value: initWeights('glorot', cin * o.classes, cin, o.classes, mixSeed(seed, 'fc')), group: chans.length, decay: true },
+    { name: 'fc.weight', shape: [cin * spatial, o.classes], value: initWeights('glorot', cin * spatial * o.classes, cin * spatial, o.classes, mixSeed(seed, 'fc')), group: chans.length, decay: true },
     { name: 'fc.bias', shape: [o.classes], value: new Float32Array(o.classes), group: chans.length, decay: false },
   );
   return {
@@ -37,7 +43,7 @@ export function smallCnn(o: SmallCnnOptions): Network {
     outputs: o.classes,
     groups: [...chans.map((_, i) => `stage${i}`), 'head'],
     params,
-    config: { kind: 'small-cnn', inputShape: o.inputShape, classes: o.classes, channels: chans },
+    config: { kind: 'small-cnn', inputShape: o.inputShape, classes: o.classes, channels: chans, pool: flat ? 'flatten' : 'global' },
     forward(b, x, ctx) {
       let h = x;
       chans.forEach((c, i) => {
@@ -49,7 +55,7 @@ export function smallCnn(o: SmallCnnOptions): Network {
         h = b.relu(h);
         h = b.op1('MaxPool', [h], { kernel_shape: [2, 2], strides: [2, 2] });
       });
-      h = b.op1('Flatten', [b.op1('GlobalAveragePool', [h])], { axis: 1 });
+      h = b.op1('Flatten', [flat ? h : b.op1('GlobalAveragePool', [h])], { axis: 1 });
       return b.op1('Gemm', [h, ctx.param('fc.weight'), ctx.param('fc.bias')]);
     },
   };
