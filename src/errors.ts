@@ -32,6 +32,8 @@ export type ErrorCode =
   | 'E_HUB_REVISION'
   | 'E_HUB_BUSY'
   | 'E_ONNX_UNSAFE'
+  | 'E_AUDIO_CORRUPT'
+  | 'E_AUDIO_UNSUPPORTED'
   | 'E_BAD_OPTION'
   // training
   | 'E_DIVERGED'
