@@ -37,13 +37,15 @@ export interface FolderOptions {
   testFraction?: number;
   /** Seed of the stratified split (default 0). */
   seed?: number;
+  /** File extensions that count as examples (default: the image ones; e.g. ['.wav'] for audio). */
+  extensions?: readonly string[];
 }
 
 const SPLIT_DIRS = new Set(['train', 'val', 'test']);
 const MAX_DEPTH = 16;
 
-function isImageName(name: string): boolean {
-  return (IMAGE_EXTENSIONS as readonly string[]).includes(extname(name).toLowerCase());
+function isImageName(name: string, exts: readonly string[]): boolean {
+  return exts.includes(extname(name).toLowerCase());
 }
 
 /** Entries of a folder, hidden ones left out, symlinks resolved; sorted by name. */
@@ -74,12 +76,12 @@ function entries(dir: string): { name: string; path: string; dir: boolean; file:
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-function collect(dir: string, depth: number, images: string[], ignored: string[]): void {
+function collect(dir: string, depth: number, images: string[], ignored: string[], exts: readonly string[]): void {
   for (const e of entries(dir)) {
     if (e.dir) {
-      if (depth < MAX_DEPTH) collect(e.path, depth + 1, images, ignored);
+      if (depth < MAX_DEPTH) collect(e.path, depth + 1, images, ignored, exts);
     } else if (e.file) {
-      (isImageName(e.name) ? images : ignored).push(e.path);
+      (isImageName(e.name, exts) ? images : ignored).push(e.path);
     }
   }
 }
@@ -91,15 +93,15 @@ interface Scan {
   loose: number;
 }
 
-function scan(dir: string, ignored: string[]): Scan {
+function scan(dir: string, ignored: string[], exts: readonly string[]): Scan {
   const byLabel = new Map<string, string[]>();
   let loose = 0;
   for (const e of entries(dir)) {
     if (e.dir) {
       const imgs: string[] = [];
-      collect(e.path, 1, imgs, ignored);
+      collect(e.path, 1, imgs, ignored, exts);
       byLabel.set(e.name, imgs);
-    } else if (e.file && isImageName(e.name)) {
+    } else if (e.file && isImageName(e.name, exts)) {
       loose++;
     }
   }
@@ -187,6 +189,7 @@ export function readImageFolder(root: string, opts: FolderOptions = {}): ImageFo
     throw new GraftError('E_BAD_OPTION', `valFraction + testFraction must be below 1, got ${valFraction + testFraction}`, 'Leave most images for training, e.g. 0.2 and 0.1.');
   }
   const seed = opts.seed ?? 0;
+  const exts = opts.extensions ?? IMAGE_EXTENSIONS;
   let isDir = false;
   try {
     isDir = statSync(root).isDirectory();
@@ -224,14 +227,14 @@ export function readImageFolder(root: string, opts: FolderOptions = {}): ImageFo
       );
     }
     const dir = join(root, 'train');
-    const s = scan(dir, ignored);
+    const s = scan(dir, ignored, exts);
     checkScan(dir, s, true);
     classes = [...s.byLabel.keys()].sort();
     train = toSplit(s, classes, dir);
     for (const name of ['val', 'test'] as const) {
       if (!splitNames.includes(name)) continue;
       const d = join(root, name);
-      const sv = scan(d, ignored);
+      const sv = scan(d, ignored, exts);
       checkScan(d, sv, false);
       const part = toSplit(sv, classes, d);
       if (name === 'val') val = part; else test = part;
@@ -242,7 +245,7 @@ export function readImageFolder(root: string, opts: FolderOptions = {}): ImageFo
       train = pick(train, sp.train);
     }
   } else {
-    const s = scan(root, ignored);
+    const s = scan(root, ignored, exts);
     checkScan(root, s, true);
     classes = [...s.byLabel.keys()].sort();
     train = toSplit(s, classes, root);
