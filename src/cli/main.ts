@@ -12,11 +12,27 @@ import { evalImages, predictImages, trainImages } from '../probe/images.ts';
 import { REGISTRY, findBackbone } from '../backbones/registry.ts';
 import { embedCommand } from '../probe/embed.ts';
 
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { evalAudio, trainAudio } from '../probe/audio.ts';
+
 const isDir = (p: string) => existsSync(p) && statSync(p).isDirectory();
+
+/** Whether a data folder holds WAV clips (audio) rather than images: the first file found decides. */
+function isAudioFolder(root: string, depth = 0): boolean {
+  for (const e of readdirSync(root, { withFileTypes: true })) {
+    if (e.name.startsWith('.')) continue;
+    if (e.isFile() && /\.(png|jpe?g|webp|gif)$/i.test(e.name)) return false;
+    if (e.isFile() && /\.wav$/i.test(e.name)) return true;
+    if (e.isDirectory() && depth < 3 && isAudioFolder(join(root, e.name), depth + 1)) return true;
+  }
+  return false;
+}
 
 const USAGE = `graft: transfer learning for TypeScript
 
 usage:
+  graft train <clips/>  [--head linear|mlp|knn]   audio folders: root/<label>/*.wav (speech-embedding backbone)
   graft train <images/> [--backbone mobilenet_v2|inception_v3] [--cut NAME] [--head linear|mlp|knn] [--val 0.2] [--out DIR]
               image folders: root/<label>/*.jpg|png|webp|gif (or train/ val/ test/ subfolders)
   graft train <train.csv> --backbone none --head linear|mlp [--val 0.2] [--epochs N] [--lr X]
@@ -74,7 +90,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         if (isDir(pos[0]!)) {
           const head = (v.head ?? 'linear') as 'linear' | 'mlp' | 'knn';
           const defined = <T extends Record<string, unknown>>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined));
-          const r = await trainImages({
+          const common = defined({ val: num(v.val, 'val'), epochs: num(v.epochs, 'epochs', true), lr: num(v.lr, 'lr'), seed: num(v.seed, 'seed', true), threads: num(v.threads, 'threads', true) });
+          const r = isAudioFolder(pos[0]!) ? { ...(await trainAudio({ data: pos[0]!, out: v.out ?? 'graft-model', head, log, ...common })), cut: 'meanmax' } : await trainImages({
             data: pos[0]!, out: v.out ?? 'graft-model', head, log, cache: !v['no-cache'],
             ...defined({ backbone: v.backbone, cut: v.cut, val: num(v.val, 'val'), epochs: num(v.epochs, 'epochs', true), lr: num(v.lr, 'lr'), seed: num(v.seed, 'seed', true), threads: num(v.threads, 'threads', true) }),
           });
@@ -119,7 +136,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       }
       case 'eval': {
         if (pos.length !== 2) throw usage('graft eval takes a model folder and a CSV file');
-        const r = isDir(pos[1]!) ? await evalImages(pos[0]!, pos[1]!) : await evalCsv(pos[0]!, pos[1]!);
+        const r = !isDir(pos[1]!) ? await evalCsv(pos[0]!, pos[1]!) : isAudioFolder(pos[1]!) ? await evalAudio(pos[0]!, pos[1]!) : await evalImages(pos[0]!, pos[1]!);
         print(json ? JSON.stringify(r) : `accuracy ${r.accuracy.toFixed(4)}  macro-F1 ${r.macroF1.toFixed(4)}  n ${r.n}`);
         return 0;
       }

@@ -86,12 +86,17 @@ export async function fitProbe(f: ProbeFeatures, o: ProbeOptions = {}): Promise<
   const trainAccuracy = (await learner.evaluate(train)).accuracy;
   let valAccuracy: number | null = null;
   let valMacroF1: number | null = null;
+  let valLoss: number | undefined;
   if (val) {
-    const pred = argmaxRows((await learner.evaluate(val)).logits, k);
+    const ev = await learner.evaluate(val);
+    const pred = argmaxRows(ev.logits, k);
     valAccuracy = accuracy(val.y as Int32Array, pred);
     valMacroF1 = macroF1(val.y as Int32Array, pred, k);
+    valLoss = ev.loss;
   }
-  const history = learner.history.length ? learner.history : [{ epoch: 0, trainLoss: NaN, lr: [0], seconds: 0 }];
+  // kNN trains nothing: its one "epoch" is the prototypes as they are.
+  const history = learner.history.length ? learner.history
+    : [{ epoch: 0, trainLoss: (await learner.evaluate(train)).loss, lr: [0], seconds: 0, ...(valLoss !== undefined ? { valLoss, valAccuracy: valAccuracy! } : {}) }];
   const diagnosis = diagnose({ history, trainAccuracy, valAccuracy, classes: k, nTrain: train.n, canFineTune: true });
   return { cut, cutScores, head, trainAccuracy, valAccuracy, valMacroF1, diagnosis, learner, headConfig: net.config };
 }

@@ -55,8 +55,9 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
   const tl = h.map((r) => r.trainLoss);
   const tail = Math.max(2, Math.floor(h.length / 4));
   const stillFalling = h.length >= 3 && vl.length >= 3 && vl[last]! < vl[Math.max(0, last - tail)]! * 0.97 && best >= last - 1;
-  // Jumps: epochs whose training loss rose by half or more over the previous epoch.
-  const jumps = tl.filter((x, i) => i > 0 && x > tl[i - 1]! * 1.5).length;
+  // Jumps: epochs whose training loss rose by half or more over the previous epoch, by a margin that
+  // matters next to where it started (tiny losses wobble without being unstable).
+  const jumps = tl.filter((x, i) => i > 0 && x > tl[i - 1]! * 1.5 && x - tl[i - 1]! > 0.1 * tl[0]!).length;
   const lowFit = d.trainAccuracy < chance + 0.6 * (1 - chance);
 
   let verdict: Verdict;
