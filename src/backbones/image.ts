@@ -13,6 +13,9 @@ import { sha256 } from '../model/folder.ts';
 import { defaultCacheDir } from '../features/cache.ts';
 import { type BackboneEntry, findBackbone } from './registry.ts';
 import { convertTfjsLayers, loadTfjsLayers } from './tfjs.ts';
+import { checkOnnxFile, loadOnnxFolder } from './onnxfile.ts';
+import { GraphBuilder } from '../graph/builder.ts';
+import { statSync } from 'node:fs';
 import type { CutPoint, ImagePreprocess, LayerGroup } from './types.ts';
 
 export interface ImageBackbone {
@@ -65,7 +68,8 @@ export function verifyEntryFiles(e: BackboneEntry): { dir: string; sha256: strin
 
 interface CachedMeta { inputName: string; preprocess: ImagePreprocess; cuts: CutPoint[]; groups: LayerGroup[]; sha256: string }
 
-export async function loadImageBackbone(id: string, cacheRoot = defaultCacheDir()): Promise<ImageBackbone> {
+export async function loadImageBackbone(id: string, cacheRoot = defaultCacheDir(), extraCut?: string): Promise<ImageBackbone> {
+  if (existsSync(id)) return loadOnnxImageBackbone(id, extraCut);
   const entry = findBackbone(id);
   if (entry.modality !== 'image' || entry.format !== 'tfjs-layers') {
     throw new GraftError('E_BAD_OPTION', `backbone ${id} is a ${entry.modality} backbone, not an image one`, 'Pick an image backbone (graft backbones).');
@@ -103,4 +107,54 @@ export function prefixGraph(bb: ImageBackbone, cuts: CutPoint[]): Graph {
   const g = bb.graph.clone();
   g.outputs = cuts.map((c) => ({ name: c.tensor, dtype: 'float32', shape: ['N', ...c.shape] }));
   return g.prune();
+}
+
+/** ImageNet preprocessing, the usual default for exported vision models. */
+const IMAGENET: ImagePreprocess = { size: [224, 224], resize: 'center-crop', resizeTo: 256, scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
+/** Preprocessing from a Hugging Face preprocessor_config.json, where there is one. */
+function hubPreprocess(dir: string, h: number, w: number): ImagePreprocess {
+  const p = join(dir, 'preprocessor_config.json');
+  if (!existsSync(p)) return { ...IMAGENET, size: [h, w], resizeTo: Math.round(Math.max(h, w) * 256 / 224) };
+  const c = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
+  const three = (v: unknown, d: [number, number, number]): [number, number, number] => (Array.isArray(v) && v.length === 3 ? (v as [number, number, number]) : d);
+  return {
+    size: [h, w],
+    resize: c['do_center_crop'] === false ? 'squash' : 'center-crop',
+    resizeTo: typeof c['shortest_edge'] === 'number' ? c['shortest_edge'] : Math.round(Math.max(h, w) * 256 / 224),
+    scale: typeof c['rescale_factor'] === 'number' ? c['rescale_factor'] : 1 / 255,
+    mean: three(c['image_mean'], IMAGENET.mean),
+    std: three(c['image_std'], IMAGENET.std),
+  };
+}
+
+/**
+ * A local ONNX image model (an .onnx file, or a folder in the hub layout), checked as untrusted before
+ * ORT sees it. Its cut points are its outputs and any tensor named with --cut; 4-D activations are
+ * pooled (global average) into vectors.
+ */
+function loadOnnxImageBackbone(path: string, extraCut?: string): ImageBackbone {
+  const folder = statSync(path).isDirectory();
+  const { graph, modelPath } = folder ? loadOnnxFolder(path) : { graph: checkOnnxFile(path), modelPath: path };
+  const inp = graph.inputs[0];
+  const shape = inp?.shape;
+  if (!inp || !shape || shape.length !== 4 || typeof shape[2] !== 'number' || typeof shape[3] !== 'number' || shape[1] !== 3) {
+    throw new GraftError('E_GRAPH_SHAPE', `${modelPath}: expected an image model with one input of shape [N, 3, H, W], got ${inp ? `[${shape}]` : 'no input'}`,
+      'Export the model with a fixed 3-channel NCHW image input.');
+  }
+  const [h, w] = [shape[2], shape[3]];
+  const b = new GraphBuilder(graph, { [inp.name]: [1, 3, h, w] });
+  const names = [...graph.outputs.map((o) => o.name), ...(extraCut && !graph.outputs.some((o) => o.name === extraCut) ? [extraCut] : [])];
+  const cuts: CutPoint[] = names.map((t) => {
+    const sym = b.sym(t);
+    if (sym.shape.length === 4) {
+      const pooled = b.op1('Flatten', [b.op1('GlobalAveragePool', [sym])], { axis: 1 }, { outputs: [`${t}/pool`] });
+      return { name: t, tensor: pooled.name, shape: [Number(pooled.shape[1])], description: 'pooled' };
+    }
+    return { name: t, tensor: t, shape: sym.shape.slice(1).map(Number) };
+  });
+  return {
+    id: modelPath, sha256: sha256(readFileSync(modelPath)), graph, inputName: inp.name,
+    preprocess: hubPreprocess(folder ? path : dirname(path), h, w), cuts, groups: [], entry: null,
+  };
 }

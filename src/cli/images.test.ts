@@ -85,3 +85,18 @@ test('graft embed exports features; backbones lists and shows; bad folders are t
   assert.match(r.stderr, /error \[E_EMPTY_CLASS\]/);
   assert.match(graft('train', train, '--cut', 'nope').stderr, /error \[E_BAD_OPTION\]/);
 });
+
+test('a local ONNX file works as a backbone, checked first; --cut names any of its tensors', () => {
+  const onnx = new URL('../../fixtures/torch/tiny_cnn.onnx', import.meta.url).pathname; // PyTorch-exported, input [n, 3, 8, 8]
+  const out = join(dir, 'local');
+  const r = graft('train', train, '--backbone', onnx, '--cut', '/2/Relu_output_0', '--out', out, '--json');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.json().cut, '/2/Relu_output_0');
+  const card = JSON.parse(readFileSync(join(out, 'graft.json'), 'utf8'));
+  assert.equal(card.backbone.id, onnx);
+  assert.deepEqual(card.input.shape, [3, 8, 8]);
+  assert.equal(graft('eval', out, testDir, '--json').code, 0);
+  const bad = join(dir, 'bad.onnx');
+  writeFileSync(bad, readFileSync(onnx).subarray(0, 500));
+  assert.match(graft('train', train, '--backbone', bad, '--out', join(dir, 'never2')).stderr, /error \[E_ONNX_PARSE\]/);
+});

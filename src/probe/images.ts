@@ -62,8 +62,8 @@ export async function trainImages(o: TrainImagesOptions): Promise<TrainImagesRes
   const head = checkHead(o.head ?? 'linear');
   const folder = readImageFolder(o.data, { valFraction: o.val ?? 0.2, seed });
   const bbId = o.backbone ?? defaultBackbone('image').id;
-  if (findBackbone(bbId).modality !== 'image') throw new GraftError('E_BAD_OPTION', `backbone ${bbId} is not an image backbone`, 'Pick an image backbone (graft backbones).');
-  const bb = await loadImageBackbone(bbId, o.cacheRoot);
+  if (!existsSync(bbId) && findBackbone(bbId).modality !== 'image') throw new GraftError('E_BAD_OPTION', `backbone ${bbId} is not an image backbone`, 'Pick an image backbone (graft backbones).');
+  const bb = await loadImageBackbone(bbId, o.cacheRoot, o.cut);
   const cuts = o.cut ? [findCut(bb, o.cut)] : candidateCuts(bb);
   const embedOpts = {
     ...(o.threads ? { threads: o.threads } : {}), ...(o.cacheRoot ? { cacheRoot: o.cacheRoot } : {}), cache: o.cache ?? true,
