@@ -34,6 +34,7 @@ export type ErrorCode =
   | 'E_ONNX_UNSAFE'
   | 'E_AUDIO_CORRUPT'
   | 'E_AUDIO_UNSUPPORTED'
+  | 'E_TEXT_ENCODING'
   | 'E_BAD_OPTION'
   // training
   | 'E_DIVERGED'

@@ -47,7 +47,8 @@ export function splitCsvLine(line: string): string[] {
 
 const list = (xs: string[], max = 8) => xs.slice(0, max).map((s) => `"${s}"`).join(', ') + (xs.length > max ? `, … (${xs.length} in all)` : '');
 
-function readText(path: string): string {
+/** A text file's contents (gzip recognised by its magic bytes); `strict` refuses bytes that are not UTF-8. */
+export function readText(path: string, strict = false): string {
   let buf: Buffer;
   try {
     buf = readFileSync(path);
@@ -66,7 +67,13 @@ function readText(path: string): string {
         'The file is truncated or corrupt; copy it again, or pass the uncompressed .csv.');
     }
   }
-  const text = buf.toString('utf8');
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: strict }).decode(buf);
+  } catch {
+    throw new GraftError('E_TEXT_ENCODING', `${path} is not valid UTF-8`,
+      'Convert it to UTF-8 first, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv.');
+  }
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
@@ -74,7 +81,7 @@ function readText(path: string): string {
  * Yields [fields, line] per record, with the 1-based line the record starts on; blank lines yield
  * nothing. A quoted field may span lines. Works on the text in place, without an array of lines.
  */
-function* records(text: string, file: string): Generator<[string[], number]> {
+export function* records(text: string, file: string): Generator<[string[], number]> {
   let pos = 0;
   let line = 1;
   const next = () => {
