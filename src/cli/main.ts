@@ -15,6 +15,21 @@ import { embedCommand } from '../probe/embed.ts';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { evalAudio, trainAudio } from '../probe/audio.ts';
+import { evalText, predictTexts, trainText } from '../probe/text.ts';
+import { readTextTable } from '../data/text.ts';
+import { openSync, readSync, closeSync } from 'node:fs';
+
+/** A JSONL file, or a CSV whose header has a "text" column, holds texts (not numeric features). */
+function isTextFile(path: string): boolean {
+  if (/\.jsonl(\.gz)?$/i.test(path)) return true;
+  if (!existsSync(path) || /\.gz$/i.test(path)) return false;
+  const fd = openSync(path, 'r');
+  const buf = Buffer.alloc(4096);
+  const n = readSync(fd, buf, 0, 4096, 0);
+  closeSync(fd);
+  const header = buf.subarray(0, n).toString('utf8').split(/\r?\n/)[0]!.replace(/^\ufeff/, '');
+  return header.split(',').map((h) => h.trim().replace(/^"|"$/g, '')).includes('text');
+}
 
 const isDir = (p: string) => existsSync(p) && statSync(p).isDirectory();
 
@@ -32,6 +47,7 @@ function isAudioFolder(root: string, depth = 0): boolean {
 const USAGE = `graft: transfer learning for TypeScript
 
 usage:
+  graft train <texts.csv|.jsonl> [--backbone glove-100d] [--cut mean|sif] [--head linear|mlp|knn]   (columns text,label)
   graft train <clips/>  [--head linear|mlp|knn]   audio folders: root/<label>/*.wav (speech-embedding backbone)
   graft train <images/> [--backbone mobilenet_v2|inception_v3] [--cut NAME] [--head linear|mlp|knn] [--val 0.2] [--out DIR]
               image folders: root/<label>/*.jpg|png|webp|gif (or train/ val/ test/ subfolders)
@@ -104,6 +120,22 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           }
           return 0;
         }
+        if (isTextFile(pos[0]!)) {
+          const defined = <T extends Record<string, unknown>>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined));
+          const cut = v.cut as 'mean' | 'sif' | undefined;
+          if (cut && cut !== 'mean' && cut !== 'sif') throw new GraftError('E_BAD_OPTION', `unknown text pooling "${cut}"`, 'Use --cut mean or --cut sif (or leave it out to choose by cross-validation).');
+          const r = await trainText({
+            data: pos[0]!, out: v.out ?? 'graft-model', head: (v.head ?? 'linear') as 'linear' | 'mlp' | 'knn', log,
+            ...defined({ backbone: v.backbone, cut, val: num(v.val, 'val'), epochs: num(v.epochs, 'epochs', true), lr: num(v.lr, 'lr'), seed: num(v.seed, 'seed', true), threads: num(v.threads, 'threads', true) }),
+          });
+          if (json) print(JSON.stringify(r));
+          else {
+            print(`saved ${r.out}: ${r.backbone} ${r.cut} pooling + ${r.head} head, ${r.labels.length} classes, ${r.seconds.toFixed(1)} s`);
+            print(`train accuracy ${r.trainAccuracy.toFixed(4)}${r.valAccuracy !== null ? `, validation accuracy ${r.valAccuracy.toFixed(4)}` : ''}`);
+            print(`diagnosis: ${r.diagnosis.summary}`);
+          }
+          return 0;
+        }
         if (v.backbone !== undefined && v.backbone !== 'none') {
           throw new GraftError('E_BAD_OPTION', `--backbone ${v.backbone} needs image or text data; numeric CSV trains with --backbone none`, 'Pass --backbone none for numeric CSV features.');
         }
@@ -136,12 +168,25 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       }
       case 'eval': {
         if (pos.length !== 2) throw usage('graft eval takes a model folder and a CSV file');
-        const r = !isDir(pos[1]!) ? await evalCsv(pos[0]!, pos[1]!) : isAudioFolder(pos[1]!) ? await evalAudio(pos[0]!, pos[1]!) : await evalImages(pos[0]!, pos[1]!);
+        const r = isTextFile(pos[1]!) ? await evalText(pos[0]!, pos[1]!) : !isDir(pos[1]!) ? await evalCsv(pos[0]!, pos[1]!) : isAudioFolder(pos[1]!) ? await evalAudio(pos[0]!, pos[1]!) : await evalImages(pos[0]!, pos[1]!);
         print(json ? JSON.stringify(r) : `accuracy ${r.accuracy.toFixed(4)}  macro-F1 ${r.macroF1.toFixed(4)}  n ${r.n}`);
         return 0;
       }
       case 'predict': {
         if (pos.length !== 2) throw usage('graft predict takes a model folder and a CSV file');
+        if (isTextFile(pos[1]!)) {
+          const t = readTextTable(pos[1]!, { requireLabel: false });
+          const { labels, probs } = await predictTexts(pos[0]!, t.texts);
+          const k = labels.length;
+          const preds = t.texts.map((_, i) => {
+            let best = 0;
+            for (let j = 1; j < k; j++) if (probs[i * k + j]! > probs[i * k + best]!) best = j;
+            return { label: labels[best]!, probabilities: Object.fromEntries(labels.map((l, j) => [l, probs[i * k + j]!])) };
+          });
+          if (json) print(JSON.stringify({ predictions: preds }));
+          else for (const p of preds) print(`${p.label}\t${p.probabilities[p.label]!.toFixed(4)}`);
+          return 0;
+        }
         const r = /\.(csv|csv\.gz)$/i.test(pos[1]!) ? await predictCsv(pos[0]!, pos[1]!) : (await predictImages(pos[0]!, pos[1]!, log)).predictions;
         if (json) print(JSON.stringify({ predictions: r }));
         else for (const p of r) print(`${p.label}\t${p.probabilities[p.label]!.toFixed(4)}`);
