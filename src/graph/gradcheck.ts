@@ -121,3 +121,13 @@ export async function gradcheck(
   await s.dispose();
   return { maxAbsErr, maxRelErr, checked, analytic, numeric, ok };
 }
+
+/** Runs gradcheck and throws (failing the calling test) unless every checked element agrees. */
+export async function assertGradcheck(name: string, build: (b: GraphBuilder, xs: Sym[]) => Sym, inputs: CheckInput[], opts: GradcheckOptions = {}): Promise<GradcheckResult> {
+  const r = await gradcheck(build, inputs, opts);
+  if (!r.ok || r.checked === 0) throw new Error(`${name}: max abs err ${r.maxAbsErr}, max rel err ${r.maxRelErr} over ${r.checked} elements`);
+  return r;
+}
+
+/** A gradcheck input named `name`, for tests: `input('a')([3, 4], { lo: 0.5 })`. */
+export const input = (name: string) => (shape: number[], extra: Partial<CheckInput> = {}): CheckInput => ({ name, shape, ...extra });

@@ -1,17 +1,10 @@
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
-import { gradcheck } from '../gradcheck.ts';
-import type { CheckInput } from '../gradcheck.ts';
-import type { GraphBuilder, Sym } from '../builder.ts';
+import { assertGradcheck, input } from '../gradcheck.ts';
 
-async function check(name: string, build: (b: GraphBuilder, x: Sym[]) => Sym, inputs: CheckInput[], opts = {}) {
-  const r = await gradcheck(build, inputs, opts);
-  assert.ok(r.ok, `${name}: max abs err ${r.maxAbsErr}, max rel err ${r.maxRelErr} over ${r.checked} elements`);
-  assert.ok(r.checked > 0);
-}
+const check = assertGradcheck;
 
-const A = (shape: number[], extra: Partial<CheckInput> = {}): CheckInput => ({ name: 'a', shape, ...extra });
-const B = (shape: number[], extra: Partial<CheckInput> = {}): CheckInput => ({ name: 'b', shape, ...extra });
+const A = input('a');
+const B = input('b');
 
 test('binary ops with broadcasting, float64 finite differences', async () => {
   for (const op of ['Add', 'Sub', 'Mul', 'Div']) {

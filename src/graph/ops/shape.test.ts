@@ -1,21 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { gradcheck, type CheckInput, type GradcheckOptions } from '../gradcheck.ts';
+import { assertGradcheck, input } from '../gradcheck.ts';
 import { GraphBuilder, type Sym } from '../builder.ts';
 import { gradients } from '../autodiff.ts';
 import { Session } from '../../runtime/session.ts';
 import { tensor, toNumbers } from '../tensor.ts';
 import { GraftError } from '../../errors.ts';
 
-async function check(name: string, build: (b: GraphBuilder, x: Sym[]) => Sym, inputs: CheckInput[], opts: GradcheckOptions = {}) {
-  const r = await gradcheck(build, inputs, opts);
-  assert.ok(r.ok, `${name}: max abs err ${r.maxAbsErr}, max rel err ${r.maxRelErr} over ${r.checked} elements`);
-  assert.ok(r.checked > 0);
-}
+const check = assertGradcheck;
 
-const A = (shape: number[], extra: Partial<CheckInput> = {}): CheckInput => ({ name: 'a', shape, ...extra });
-const B = (shape: number[], extra: Partial<CheckInput> = {}): CheckInput => ({ name: 'b', shape, ...extra });
-const C = (shape: number[], extra: Partial<CheckInput> = {}): CheckInput => ({ name: 'c', shape, ...extra });
+const A = input('a');
+const B = input('b');
+const C = input('c');
 const i64 = (b: GraphBuilder, dims: number[], v: number[]) => b.constant(tensor('int64', dims, v));
 
 test('Reshape, Flatten, Squeeze, Unsqueeze', async () => {
