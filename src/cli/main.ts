@@ -22,7 +22,7 @@ import { openSync, readSync, closeSync } from 'node:fs';
 /** A JSONL file, or a CSV whose header has a "text" column, holds texts (not numeric features). */
 function isTextFile(path: string): boolean {
   if (/\.jsonl(\.gz)?$/i.test(path)) return true;
-  if (!existsSync(path) || /\.gz$/i.test(path)) return false;
+  if (!existsSync(path) || isDir(path) || /\.gz$/i.test(path)) return false;
   const fd = openSync(path, 'r');
   const buf = Buffer.alloc(4096);
   const n = readSync(fd, buf, 0, 4096, 0);
