@@ -11,6 +11,7 @@ import { existsSync, statSync } from 'node:fs';
 import { evalImages, predictImages, trainImages } from '../probe/images.ts';
 import { REGISTRY, findBackbone } from '../backbones/registry.ts';
 import { embedCommand } from '../probe/embed.ts';
+import { reportCommand } from '../report/report.ts';
 
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -58,6 +59,7 @@ usage:
   graft eval <DIR> <test.csv|images/> [--json]
   graft predict <DIR> <rows.csv|images/|image> [--json]
   graft embed <images/> [--backbone ID] [--cut NAME] --out FILE.safetensors
+  graft report <DIR> [--data test.csv|images/] [--out FILE.html]   one self-contained HTML report (default DIR/report.html)
   graft backbones [show ID]
   graft demo                      train and evaluate on sklearn's digits (the quick start)
 
@@ -92,7 +94,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           lr: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' },
           'batch-size': { type: 'string' }, hidden: { type: 'string' }, dropout: { type: 'string' }, 'weight-decay': { type: 'string' },
           optimizer: { type: 'string' }, schedule: { type: 'string' }, 'label-smoothing': { type: 'string' }, patience: { type: 'string' },
-          threads: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' }, cut: { type: 'string' }, 'no-cache': { type: 'boolean' },
+          threads: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' }, cut: { type: 'string' }, 'no-cache': { type: 'boolean' }, data: { type: 'string' },
         },
       });
     } catch (e) {
@@ -219,8 +221,14 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         print(json ? JSON.stringify(r) : `wrote ${r.out}: ${r.n} x ${r.dim} features (${r.cacheHits} from the cache, ${r.skipped} skipped) in ${r.seconds.toFixed(1)} s`);
         return 0;
       }
+      case 'report': {
+        if (pos.length !== 1) throw usage('graft report takes one model folder (and --data, --out)');
+        const r = await reportCommand({ dir: pos[0]!, log, ...(v.data !== undefined ? { data: v.data } : {}), ...(v.out !== undefined ? { out: v.out } : {}) });
+        print(json ? JSON.stringify(r) : `wrote ${r.out}${r.data ? ` (evaluated on ${r.description}: accuracy ${r.accuracy!.toFixed(4)}, macro-F1 ${r.macroF1!.toFixed(4)})` : ` (${r.note ?? 'no evaluation'})`}`);
+        return 0;
+      }
       case 'demo':
-        return await runDemo(print, log);
+        return await runDemo(print, log, v.out ?? 'graft-demo-report.html');
       default:
         throw usage(`unknown command "${cmd}"`);
     }
