@@ -66,6 +66,9 @@ export function verifyEntryFiles(e: BackboneEntry): { dir: string; sha256: strin
   return { dir, sha256: sha256(parts.join('\n')) };
 }
 
+/** Bumped when the converter's output (graph, cuts, groups) changes, so cached conversions are redone. */
+const CONVERTER_VERSION = 2;
+
 interface CachedMeta { inputName: string; preprocess: ImagePreprocess; cuts: CutPoint[]; groups: LayerGroup[]; sha256: string }
 
 export async function loadImageBackbone(id: string, cacheRoot = defaultCacheDir(), extraCut?: string): Promise<ImageBackbone> {
@@ -75,7 +78,7 @@ export async function loadImageBackbone(id: string, cacheRoot = defaultCacheDir(
     throw new GraftError('E_BAD_OPTION', `backbone ${id} is a ${entry.modality} backbone, not an image one`, 'Pick an image backbone (graft backbones).');
   }
   const { dir, sha256: sha } = verifyEntryFiles(entry);
-  const cacheDir = join(cacheRoot, 'backbones', `${entry.id}-${sha.slice(0, 16)}`);
+  const cacheDir = join(cacheRoot, 'backbones', `${entry.id}-${sha.slice(0, 16)}-c${CONVERTER_VERSION}`);
   const metaPath = join(cacheDir, 'meta.json');
   if (existsSync(metaPath) && existsSync(join(cacheDir, 'model.onnx'))) {
     try {

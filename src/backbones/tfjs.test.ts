@@ -365,7 +365,7 @@ test('nsfwjs MobileNetV2: converted graph matches TF.js on a real photo (probabi
     dir: 'mobilenet_v2',
     cut: 'block_12_add',
     layers: ['InputLayer', 'ZeroPadding2D', 'Conv2D', 'BatchNormalization', 'ReLU', 'DepthwiseConv2D', 'Add', 'AveragePooling2D', 'Flatten', 'Dense', 'Dropout'],
-    groups: ['stem', 'stage1', 'stage2', 'stage3', 'stage4', 'head'],
+    groups: ['stem', 'stage1', 'stage2', 'stage3', 'stage4', 'block_16', 'top', 'head'],
     cuts: [['block_2_add', 24], ['block_5_add', 32], ['block_12_add', 96], ['block_16_project_BN', 320], ['features', 1280], ['dense_1', 256], ['dense_2', 128]],
   });
 });
@@ -375,7 +375,7 @@ test('nsfwjs InceptionV3: converted graph matches TF.js on a real photo (probabi
     dir: 'inception_v3',
     cut: 'mixed7',
     layers: ['InputLayer', 'Conv2D', 'BatchNormalization', 'Activation', 'MaxPooling2D', 'AveragePooling2D', 'Concatenate', 'Flatten', 'Dense', 'Dropout'],
-    groups: ['stem', 'mixed0-2', 'mixed3-7', 'mixed8-10', 'head'],
+    groups: ['stem', 'mixed0-2', 'mixed3-7', 'mixed8', 'mixed9', 'mixed10', 'head'],
     cuts: [['mixed2', 288], ['mixed5', 768], ['mixed7', 768], ['features', 2048], ['dense_1', 256], ['dense_2', 128]],
   });
 });

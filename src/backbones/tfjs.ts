@@ -527,7 +527,10 @@ const PRESETS: { name: string; test: (names: Set<string>) => boolean; preset: Pr
         ['block_12_add', 'end of stage 3 (stride 16), 96 channels, average-pooled'],
         ['block_16_project_BN', 'last inverted-residual block (stride 32), 320 channels, average-pooled'],
       ],
-      groupEnds: [['stem', 'expanded_conv_project_BN'], ['stage1', 'block_2_add'], ['stage2', 'block_5_add'], ['stage3', 'block_12_add'], ['stage4', 'out_relu']],
+      // The last blocks get their own groups: fine-tuning "the last 2 blocks" (block_16 and the 1x1 to
+      // 1280 channels) is the usual partial fine-tune.
+      groupEnds: [['stem', 'expanded_conv_project_BN'], ['stage1', 'block_2_add'], ['stage2', 'block_5_add'], ['stage3', 'block_12_add'],
+        ['stage4', 'block_15_add'], ['block_16', 'block_16_project_BN'], ['top', 'out_relu']],
     },
   },
   {
@@ -539,7 +542,7 @@ const PRESETS: { name: string; test: (names: Set<string>) => boolean; preset: Pr
         ['mixed5', '17x17 grid (stride 16), 768 channels, average-pooled'],
         ['mixed7', '17x17 grid (stride 16), last before reduction, 768 channels, average-pooled'],
       ],
-      groupEnds: [['stem', 'max_pooling2d_2'], ['mixed0-2', 'mixed2'], ['mixed3-7', 'mixed7'], ['mixed8-10', 'mixed10']],
+      groupEnds: [['stem', 'max_pooling2d_2'], ['mixed0-2', 'mixed2'], ['mixed3-7', 'mixed7'], ['mixed8', 'mixed8'], ['mixed9', 'mixed9'], ['mixed10', 'mixed10']],
     },
   },
 ];

@@ -1,0 +1,285 @@
+/**
+ * A pretrained image backbone as a trainable Network: its ONNX nodes are replayed into graft's training
+ * graph, its weights become parameters in the backbone's layer groups (stem, stages, ..., then the new
+ * head), so the Learner can freeze and unfreeze by group and autodiff reaches every unfrozen weight.
+ *
+ * The network can start at the input pixels or at the entry of a group (a "cached prefix"): everything
+ * below the lowest trainable group never changes, so its activations can be computed once and fed in.
+ */
+import { GraftError } from '../errors.ts';
+import { GraphBuilder, type Sym, staticShape } from '../graph/builder.ts';
+import type { Node } from '../graph/ir.ts';
+import type { AttrInput } from '../graph/ops/registry.ts';
+import { linearHead, mlpHead } from '../heads/heads.ts';
+import type { ForwardContext, Network, Param } from '../train/network.ts';
+import { type ImageBackbone, findCut } from './image.ts';
+
+export interface BackboneGroup {
+  name: string;
+  /** Trainable weights (BatchNorm running statistics excluded). */
+  params: string[];
+  paramCount: number;
+  /** The one tensor that feeds this group from below (null where there is none, e.g. several). */
+  entry: string | null;
+  /** Per-example shape of the entry tensor. */
+  entryShape: number[] | null;
+}
+
+export interface BackboneNetOptions {
+  classes: number;
+  /** Cut point the head sits on (a pooled feature, e.g. 'features'); default: the backbone's default cut. */
+  cut?: string;
+  /** Start at the entry of this backbone group (by name or index) instead of the pixels: a cached prefix. */
+  from?: string | number;
+  head?: { kind: 'linear' } | { kind: 'mlp'; hidden?: number[]; dropout?: number };
+  /** Dropout on the pooled features, before the head. */
+  dropout?: number;
+  /** BatchNorm: running statistics frozen (inference form; the default), or batch statistics in training. */
+  bn?: 'frozen' | 'train';
+  /** Input height and width (fully convolutional backbones accept other sizes; default the backbone's). */
+  size?: [number, number];
+  seed?: number;
+}
+
+export interface BackboneNetwork extends Network {
+  /** The backbone groups in this network (those above `from`), in order; the head is the last group. */
+  backboneGroups: BackboneGroup[];
+  /** The tensor this network starts from (the backbone input, or a group entry). */
+  fromTensor: string;
+  /** Index (in the backbone's own groups) of the first group in this network. */
+  fromGroup: number;
+  /** Per-example input shape, as for Network.inputShape. */
+  inputShape: number[];
+}
+
+const BN_STATS = new Set([3, 4]);
+
+/** Initializers that are trainable weights: everything float but BatchNorm running statistics. */
+function weightNames(nodes: Node[], inits: Map<string, { dtype: string }>): Set<string> {
+  const stats = new Set<string>();
+  const used = new Set<string>();
+  for (const n of nodes) {
+    n.inputs.forEach((i, k) => {
+      if (!inits.has(i)) return;
+      if (n.op === 'BatchNormalization' && BN_STATS.has(k)) stats.add(i);
+      else if (n.op === 'Conv' || n.op === 'Gemm' || n.op === 'MatMul' || n.op === 'BatchNormalization' || n.op === 'ConvTranspose' || n.op === 'LayerNormalization') used.add(i);
+    });
+  }
+  return new Set([...used].filter((i) => !stats.has(i) && inits.get(i)!.dtype === 'float32'));
+}
+
+interface Analysis {
+  nodes: Node[];
+  groups: BackboneGroup[];
+  nodeGroup: Map<Node, number>;
+  weights: Set<string>;
+  shapes: GraphBuilder;
+}
+
+/** The nodes that compute `target` (in graph order), node-to-group assignment, and group entries. */
+function analyse(bb: ImageBackbone, target: string): Analysis {
+  const g = bb.graph;
+  const producers = g.producers();
+  const need = new Set<Node>();
+  const stack = [target];
+  while (stack.length) {
+    const t = stack.pop()!;
+    const p = producers.get(t);
+    if (!p || need.has(p)) continue;
+    need.add(p);
+    stack.push(...p.inputs.filter((i) => i));
+  }
+  const nodes = g.nodes.filter((n) => need.has(n));
+  const weights = weightNames(nodes, g.initializers);
+  const groupOf = new Map<string, number>();
+  bb.groups.forEach((gr, i) => gr.params.forEach((p) => groupOf.set(p, i)));
+  // A node belongs to the highest group among its weights and its inputs' producers: groups are
+  // consecutive runs of layers in dependency order, so this puts parameter-free ops (activations,
+  // adds, pads) with the layers they follow.
+  const nodeGroup = new Map<Node, number>();
+  const tensorGroup = new Map<string, number>();
+  for (const n of nodes) {
+    let k = 0;
+    for (const i of n.inputs) {
+      if (!i) continue;
+      if (weights.has(i)) k = Math.max(k, groupOf.get(i) ?? 0);
+      else if (tensorGroup.has(i)) k = Math.max(k, tensorGroup.get(i)!);
+    }
+    nodeGroup.set(n, k);
+    for (const o of n.outputs) tensorGroup.set(o, k);
+  }
+  // Shapes at the native size (layers such as Keras' final 7x7 AveragePool only type-check there).
+  const [h, w] = bb.preprocess.size;
+  const shapes = new GraphBuilder(g.clone(), { [bb.inputName]: [1, 3, h, w] });
+  const groups: BackboneGroup[] = bb.groups.map((gr, gi) => {
+    const params = gr.params.filter((p) => weights.has(p));
+    // Tensors made below this group (or the input) that nodes of this group or above consume.
+    const entries = new Set<string>();
+    for (const n of nodes) {
+      if (nodeGroup.get(n)! < gi) continue;
+      for (const i of n.inputs) {
+        if (!i || g.initializers.has(i)) continue;
+        const below = i === bb.inputName || (tensorGroup.has(i) && tensorGroup.get(i)! < gi);
+        if (below) entries.add(i);
+      }
+    }
+    const entry = entries.size === 1 ? [...entries][0]! : null;
+    const count = params.reduce((s, p) => s + g.initializers.get(p)!.data.length, 0);
+    return { name: gr.name, params, paramCount: count, entry, entryShape: entry ? staticShape(shapes.sym(entry)).slice(1) : null };
+  });
+  return { nodes, groups, nodeGroup, weights, shapes };
+}
+
+/** The backbone's layer groups up to the given cut (default cut if absent), with entry tensors and sizes. */
+export function backboneGroups(bb: ImageBackbone, cut?: string): BackboneGroup[] {
+  const c = findCut(bb, cut ?? bb.entry?.defaultCut ?? bb.cuts.at(-1)!.name);
+  return analyse(bb, c.tensor).groups.filter((g) => g.params.length);
+}
+
+export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): BackboneNetwork {
+  if (!bb.groups.length) {
+    throw new GraftError('E_BAD_OPTION', `backbone ${bb.id} has no layer groups, so graft cannot fine-tune it`,
+      'Use a registry backbone (graft backbones), or train a probe (--mode probe).');
+  }
+  if (!(o.classes >= 2)) throw new GraftError('E_BAD_OPTION', `a classifier needs at least 2 classes, got ${o.classes}`, 'Check the labels.');
+  const cut = findCut(bb, o.cut ?? bb.entry?.defaultCut ?? bb.cuts.at(-1)!.name);
+  const a = analyse(bb, cut.tensor);
+  const all = a.groups.map((g, i) => ({ ...g, index: i })).filter((g) => g.params.length);
+  let fromGroup = 0;
+  if (o.from !== undefined) {
+    const i = typeof o.from === 'number' ? o.from : a.groups.findIndex((g) => g.name === o.from);
+    if (!(i >= 0 && i < a.groups.length) || !a.groups[i]!.params.length) {
+      throw new GraftError('E_BAD_OPTION', `backbone ${bb.id} has no trainable group ${JSON.stringify(o.from)} below cut ${cut.name}`,
+        `Use one of ${all.map((g) => g.name).join(', ')} (graft backbones show ${bb.id}).`);
+    }
+    fromGroup = i;
+  }
+  const fromTensor = fromGroup === 0 ? bb.inputName : a.groups[fromGroup]!.entry;
+  if (!fromTensor) {
+    throw new GraftError('E_BAD_OPTION', `group ${a.groups[fromGroup]!.name} of ${bb.id} has no single entry tensor to start from`,
+      'Start from another group (or from the pixels).');
+  }
+  // The nodes between fromTensor and the cut.
+  const live = new Set<string>([fromTensor]);
+  const nodes: Node[] = [];
+  for (const n of a.nodes) {
+    if (n.outputs.includes(fromTensor)) continue;
+    if (n.inputs.some((i) => live.has(i))) {
+      nodes.push(n);
+      n.outputs.forEach((t) => live.add(t));
+    } else if (!n.inputs.every((i) => !i || bb.graph.initializers.has(i))) {
+      // Reached from below fromTensor without passing through it: the prefix is not separable here.
+      if (a.nodeGroup.get(n)! >= fromGroup) {
+        throw new GraftError('E_GRAPH_INVALID', `node ${n.name} of ${bb.id} reads a tensor from below ${fromTensor}`, 'Start from an earlier group.');
+      }
+    }
+  }
+  const kept = all.filter((g) => g.index >= fromGroup);
+  const groupIndex = new Map(kept.map((g, i) => [g.index, i]));
+  const params: Param[] = [];
+  const paramNames = new Set<string>();
+  for (const gr of kept) {
+    for (const p of gr.params) {
+      const t = bb.graph.initializers.get(p)!;
+      // Weight decay on kernels only (not on BN scales/shifts or biases), as for the heads.
+      const consumer = nodes.find((n) => n.inputs.includes(p));
+      const decay = !!consumer && consumer.inputs.indexOf(p) === 1 && (consumer.op === 'Conv' || consumer.op === 'Gemm' || consumer.op === 'MatMul');
+      params.push({ name: p, shape: [...t.dims], value: Float32Array.from(t.data as Float32Array), group: groupIndex.get(gr.index)!, decay });
+      paramNames.add(p);
+    }
+  }
+  const headGroup = kept.length;
+  const seed = o.seed ?? 0;
+  const inputDim = cut.shape.reduce((x, y) => x * y, 1);
+  const head = o.head?.kind === 'mlp'
+    ? mlpHead({ inputDim, classes: o.classes, seed, ...(o.head.hidden ? { hidden: o.head.hidden } : {}), dropout: o.head.dropout ?? 0.2 })
+    : linearHead({ inputDim, classes: o.classes, seed });
+  for (const p of head.params) params.push({ ...p, group: headGroup });
+  const dropout = o.dropout ?? 0;
+  const bnTrain = o.bn === 'train';
+  const [h, w] = o.size ?? bb.preprocess.size;
+  const inputShape = fromGroup === 0 ? [3, h, w] : entryShape(bb, fromTensor, [h, w]);
+  const inits = bb.graph.initializers;
+
+  return {
+    inputShape,
+    outputs: o.classes,
+    groups: [...kept.map((g) => g.name), 'head'],
+    params,
+    backboneGroups: kept.map(({ index: _i, ...g }) => g),
+    fromTensor,
+    fromGroup,
+    config: {
+      kind: 'backbone', backbone: bb.id, cut: cut.name, from: fromGroup === 0 ? null : a.groups[fromGroup]!.name,
+      size: [h, w], bn: bnTrain ? 'train' : 'frozen', dropout, head: head.config,
+    },
+    forward(b: GraphBuilder, x: Sym, ctx: ForwardContext): Sym {
+      const vals = new Map<string, Sym>([[fromTensor, x]]);
+      const get = (i: string): Sym | null => {
+        if (!i) return null;
+        const v = vals.get(i);
+        if (v) return v;
+        if (paramNames.has(i)) return ctx.param(i);
+        const t = inits.get(i);
+        if (!t) throw new GraftError('E_GRAPH_UNKNOWN_TENSOR', `backbone ${bb.id}: tensor "${i}" is not computed above ${fromTensor}`, 'This is a bug in graft.');
+        const name = `bb:${i}`;
+        const s = b.has(name) ? b.sym(name) : b.init(name, t);
+        vals.set(i, s);
+        return s;
+      };
+      for (const n of nodes) {
+        const ins = n.inputs.map(get);
+        let outs: Sym[];
+        if (n.op === 'AveragePool' && isGlobal(n, ins[0]!, bb, a)) {
+          // Keras' final AveragePooling2D covers the whole map at the native size; at other input
+          // sizes the same layer is a global average.
+          outs = [b.op1('GlobalAveragePool', [ins[0]!])];
+        } else if (n.op === 'BatchNormalization' && bnTrain && ctx.training) {
+          outs = [batchNormTrain(b, ins as Sym[], n)];
+        } else {
+          outs = b.op(n.op, ins, n.attrs as Record<string, AttrInput>, { outputs: n.outputs.length, name: b.graph.fresh(`bb/${n.name}`) });
+        }
+        n.outputs.forEach((t, i) => vals.set(t, outs[i]!));
+      }
+      let f = vals.get(cut.tensor)!;
+      if (f.shape.length !== 2) f = b.op1('Flatten', [f], { axis: 1 });
+      f = ctx.dropout(f, dropout, 'features');
+      return head.forward(b, f, ctx);
+    },
+  };
+}
+
+/** Per-example shape of a tensor below the cut when the input is h x w. */
+function entryShape(bb: ImageBackbone, t: string, [h, w]: [number, number]): number[] {
+  const g = bb.graph.clone();
+  g.outputs = [{ name: t, dtype: 'float32', shape: null }];
+  return staticShape(new GraphBuilder(g.prune(), { [bb.inputName]: [1, 3, h, w] }).sym(t)).slice(1);
+}
+
+/** An AveragePool whose window is the whole feature map at the backbone's native input size. */
+function isGlobal(n: Node, x: Sym, bb: ImageBackbone, a: Analysis): boolean {
+  const native = a.shapes.sym(n.inputs[0]!).shape;
+  const k = n.attrs['kernel_shape'];
+  const ks = k && 'ints' in k ? k.ints : [];
+  const pads = n.attrs['pads'];
+  const noPad = !pads || ('ints' in pads && pads.ints.every((p) => p === 0));
+  void bb;
+  return noPad && ks.length === 2 && ks[0] === native[2] && ks[1] === native[3] && (x.shape[2] !== native[2] || x.shape[3] !== native[3]);
+}
+
+/**
+ * Training-mode BatchNormalization from primitive ops (batch mean and biased variance over N, H, W), so
+ * autodiff differentiates through the batch statistics.
+ */
+export function batchNormTrain(b: GraphBuilder, ins: Sym[], n: Node): Sym {
+  const [x, scale, bias] = ins as [Sym, Sym, Sym];
+  const eps = n.attrs['epsilon'] && 'f' in n.attrs['epsilon'] ? n.attrs['epsilon'].f : 1e-5;
+  const c = Number(x.shape[1]);
+  const axes = [0, ...Array.from({ length: x.shape.length - 2 }, (_, i) => i + 2)];
+  const mean = b.reduceMean(x, axes, true);
+  const xc = b.sub(x, mean);
+  const v = b.reduceMean(b.mul(xc, xc), axes, true);
+  const inv = b.op1('Reciprocal', [b.sqrt(b.add(v, b.like(eps, v)))]);
+  const perC = (s: Sym) => b.reshape(s, [c, ...new Array<number>(x.shape.length - 2).fill(1)]);
+  return b.add(b.mul(b.mul(xc, inv), perC(scale)), perC(bias));
+}
