@@ -11,7 +11,8 @@ import { existsSync, statSync } from 'node:fs';
 import { evalImages, predictImages, trainImages } from '../probe/images.ts';
 import { REGISTRY, findBackbone } from '../backbones/registry.ts';
 import { embedCommand } from '../probe/embed.ts';
-import { reportCommand } from '../report/report.ts';
+import { reportCommand, writeLrFindReport } from '../report/report.ts';
+import { type FineTuneImagesOptions, fineTuneImages, lrFindImages } from '../finetune/images.ts';
 
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,6 +57,10 @@ usage:
               [--batch-size N] [--seed S] [--hidden 256,128] [--dropout P] [--weight-decay W]
               [--optimizer adamw|sgd] [--schedule one-cycle|cosine|constant] [--label-smoothing E]
               [--patience N] [--threads N] [--resume] [--out DIR] [--json]
+  graft train <images/> --mode finetune|gradual [--unfreeze N] [--lr X] [--lr-mult M] [--l2sp W] [--mixup A]
+              [--augment] [--size S] [--freeze-epochs E] [--epochs N] [--patience N] [--resume]
+              fine-tune the backbone itself (--mode probe, the default, trains only a head on frozen features)
+  graft lr-find <images/> [--mode finetune] [--unfreeze N] [--out lr-find.html]   loss vs learning rate, and a suggestion
   graft eval <DIR> <test.csv|images/> [--json]
   graft predict <DIR> <rows.csv|images/|image> [--json]
   graft embed <images/> [--backbone ID] [--cut NAME] --out FILE.safetensors
@@ -64,6 +69,22 @@ usage:
   graft demo                      train and evaluate on sklearn's digits (the quick start)
 
 Numeric CSV: a header row, a 'label' column and numeric feature columns.`;
+
+/** Fine-tuning options from the command line (all optional). */
+function fineTuneOptions(v: Record<string, string | boolean | undefined>): Partial<FineTuneImagesOptions> {
+  const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  const head = str('head');
+  if (head && head !== 'linear' && head !== 'mlp') throw new GraftError('E_BAD_OPTION', `fine-tuning takes --head linear or mlp, not "${head}"`, 'A kNN head has nothing to fine-tune through: use --mode probe --head knn.');
+  const o: Record<string, unknown> = {
+    backbone: str('backbone'), cut: str('cut'), head, val: num(str('val'), 'val'), epochs: num(str('epochs'), 'epochs', true), lr: num(str('lr'), 'lr'),
+    seed: num(str('seed'), 'seed', true), threads: num(str('threads'), 'threads', true), unfreeze: num(str('unfreeze'), 'unfreeze', true),
+    lrMult: num(str('lr-mult'), 'lr-mult'), l2sp: num(str('l2sp'), 'l2sp'), mixup: num(str('mixup'), 'mixup'), size: num(str('size'), 'size', true),
+    freezeEpochs: num(str('freeze-epochs'), 'freeze-epochs', true), batchSize: num(str('batch-size'), 'batch-size', true),
+    labelSmoothing: num(str('label-smoothing'), 'label-smoothing'), dropout: num(str('dropout'), 'dropout'), weightDecay: num(str('weight-decay'), 'weight-decay'),
+    patience: num(str('patience'), 'patience', true), checkpoint: str('checkpoint'), resume: v['resume'] === true ? true : undefined, augment: v['augment'] === true ? true : undefined,
+  };
+  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<FineTuneImagesOptions>;
+}
 
 function usage(msg: string): GraftError {
   return new GraftError('E_USAGE', msg, 'Run graft --help for the commands and options.');
@@ -95,6 +116,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           'batch-size': { type: 'string' }, hidden: { type: 'string' }, dropout: { type: 'string' }, 'weight-decay': { type: 'string' },
           optimizer: { type: 'string' }, schedule: { type: 'string' }, 'label-smoothing': { type: 'string' }, patience: { type: 'string' },
           threads: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' }, cut: { type: 'string' }, 'no-cache': { type: 'boolean' }, data: { type: 'string' },
+          mode: { type: 'string' }, unfreeze: { type: 'string' }, 'lr-mult': { type: 'string' }, l2sp: { type: 'string' }, mixup: { type: 'string' },
+          augment: { type: 'boolean' }, size: { type: 'string' }, 'freeze-epochs': { type: 'string' },
         },
       });
     } catch (e) {
@@ -105,6 +128,21 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     switch (cmd) {
       case 'train': {
         if (pos.length !== 1) throw usage('graft train takes one CSV file or image folder');
+        const mode = v.mode ?? 'probe';
+        if (!['probe', 'finetune', 'gradual'].includes(mode)) throw new GraftError('E_BAD_OPTION', `unknown --mode "${mode}"`, 'Use --mode probe (head only), finetune or gradual.');
+        if (mode !== 'probe') {
+          if (!isDir(pos[0]!) || isAudioFolder(pos[0]!)) throw new GraftError('E_BAD_OPTION', `--mode ${mode} fine-tunes image backbones; ${pos[0]} is not an image folder`, 'Use --mode probe for CSV, text and audio data.');
+          const r = await fineTuneImages({ data: pos[0]!, out: v.out ?? 'graft-model', mode: mode as 'finetune' | 'gradual', log, cache: !v['no-cache'], ...fineTuneOptions(v) });
+          if (json) print(JSON.stringify(r));
+          else {
+            print(`saved ${r.out}: ${r.backbone} ${r.mode}, trained [${r.trainedGroups.join(', ')}], ${r.labels.length} classes, ${r.seconds.toFixed(1)} s`);
+            print(r.cachedPrefix ? `cached prefix: ${r.cachedPrefix}` : 'no cached prefix (augmentation on, or every group trained)');
+            print(`train accuracy ${r.trainAccuracy.toFixed(4)}${r.valAccuracy !== null ? `, validation accuracy ${r.valAccuracy.toFixed(4)}, macro-F1 ${r.valMacroF1!.toFixed(4)}` : ''}`);
+            print(`diagnosis: ${r.diagnosis.summary}`);
+            for (const a of r.diagnosis.advice) print(`  - ${a}`);
+          }
+          return 0;
+        }
         if (isDir(pos[0]!)) {
           const head = (v.head ?? 'linear') as 'linear' | 'mlp' | 'knn';
           const defined = <T extends Record<string, unknown>>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined));
@@ -225,6 +263,17 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         if (pos.length !== 1) throw usage('graft report takes one model folder (and --data, --out)');
         const r = await reportCommand({ dir: pos[0]!, log, ...(v.data !== undefined ? { data: v.data } : {}), ...(v.out !== undefined ? { out: v.out } : {}) });
         print(json ? JSON.stringify(r) : `wrote ${r.out}${r.data ? ` (evaluated on ${r.description}: accuracy ${r.accuracy!.toFixed(4)}, macro-F1 ${r.macroF1!.toFixed(4)})` : ` (${r.note ?? 'no evaluation'})`}`);
+        return 0;
+      }
+      case 'lr-find': {
+        if (pos.length !== 1 || !isDir(pos[0]!)) throw usage('graft lr-find takes one image folder');
+        const mode = (v.mode ?? 'finetune') as 'finetune' | 'gradual';
+        if (mode !== 'finetune' && mode !== 'gradual') throw new GraftError('E_BAD_OPTION', `lr-find sweeps the fine-tuning network: --mode finetune or gradual, not "${v.mode}"`, 'Leave --mode out.');
+        const r = await lrFindImages({ data: pos[0]!, out: '', mode, log, cache: !v['no-cache'], ...fineTuneOptions(v) });
+        const outPath = v.out ?? 'lr-find.html';
+        writeLrFindReport(outPath, r, { title: `graft lr-find: ${pos[0]}`, notes: [`Groups swept: ${r.groups.join(', ')}.`] });
+        print(json ? JSON.stringify({ suggestion: r.suggestion, minOver10: r.minOver10, report: outPath, lrs: r.lrs, losses: r.losses })
+          : `suggested learning rate ${r.suggestion.toPrecision(3)} (steepest descent; minimum/10: ${r.minOver10.toPrecision(3)}); plot in ${outPath}`);
         return 0;
       }
       case 'demo':

@@ -41,6 +41,13 @@ export interface LearnerOptions {
   optimization?: SessionOptions['optimization'];
   /** Trainable groups at the start (default: all). */
   trainableFrom?: number;
+  /**
+   * L2-SP: pull trainable weights toward their pretrained values (the anchors) instead of toward zero,
+   * applied decoupled like AdamW's decay: after each step w -= lr * alpha * (w - w0).
+   */
+  l2sp?: { alpha: number; anchors: Map<string, Float32Array> };
+  /** Mixup: each batch is mixed with a shuffled copy of itself, lambda ~ Beta(alpha, alpha). */
+  mixup?: number;
 }
 
 export interface FitOptions {
@@ -88,6 +95,8 @@ export class Learner {
   private evalSteps = new Map<number, EvalStep>();
   private fitting = false;
   private fitKey = '';
+  private readonly l2sp: LearnerOptions['l2sp'];
+  private readonly mixup: number;
 
   constructor(o: LearnerOptions) {
     this.net = o.net;
@@ -103,6 +112,15 @@ export class Learner {
     for (const p of this.net.params) this.weights.set(p.name, Float32Array.from(p.value));
     this.groupSteps = this.net.groups.map(() => 0);
     this.trainable = new Set(this.net.groups.map((_, i) => i).filter((i) => i >= (o.trainableFrom ?? 0)));
+    if (o.l2sp) {
+      if (!(o.l2sp.alpha >= 0 && Number.isFinite(o.l2sp.alpha))) throw new GraftError('E_BAD_OPTION', `L2-SP strength must be a finite number >= 0, got ${o.l2sp.alpha}`, 'Use e.g. --l2sp 0.1.');
+      for (const [k, v] of o.l2sp.anchors) {
+        if (this.weights.get(k)?.length !== v.length) throw new GraftError('E_BAD_OPTION', `L2-SP anchor ${k} does not match a parameter of the network`, 'Anchor the pretrained weights of this network.');
+      }
+    }
+    this.l2sp = o.l2sp;
+    if (o.mixup !== undefined && !(o.mixup >= 0 && Number.isFinite(o.mixup))) throw new GraftError('E_BAD_OPTION', `mixup alpha must be >= 0, got ${o.mixup}`, 'Use e.g. --mixup 0.2 (0 turns it off).');
+    this.mixup = o.mixup ?? 0;
     this.checkData(this.train, 'training');
     if (this.val) this.checkData(this.val, 'validation');
   }
@@ -201,12 +219,12 @@ export class Learner {
   }
 
   /** One optimizer step on a batch; returns the batch loss. */
-  async step(x: Float32Array, y: Int32Array | Float32Array, maskKey: (string | number)[]): Promise<number> {
+  async step(x: Float32Array, y: Int32Array | Float32Array, maskKey: (string | number)[], targets?: Float32Array): Promise<number> {
     const batch = y.length / (y instanceof Int32Array ? 1 : this.net.outputs);
     const st = await this.trainStep(batch);
     const feeds: Record<string, TensorData> = {
       x: { dtype: 'float32', dims: [batch, ...this.net.inputShape], data: x },
-      target: { dtype: 'float32', dims: [batch, this.net.outputs], data: this.loss.targets(y, this.net.outputs) },
+      target: { dtype: 'float32', dims: [batch, this.net.outputs], data: targets ?? this.loss.targets(y, this.net.outputs) },
     };
     for (const site of st.dropout) {
       const r = rng(mixSeed(this.seed, ...maskKey, site.key));
@@ -250,6 +268,12 @@ export class Learner {
       const s = this.slots.get(p.name)!;
       this.slots.set(p.name, this.spareSlots.get(p.name)!);
       this.spareSlots.set(p.name, s);
+      const w0 = this.l2sp?.anchors.get(p.name);
+      if (w0 && this.l2sp!.alpha > 0) {
+        const w = this.weights.get(p.name)!;
+        const k = (this.lrs[p.group] ?? this.lrs[0]!) * this.l2sp!.alpha;
+        for (let i = 0; i < w.length; i++) w[i]! -= k * (w[i]! - w0[i]!);
+      }
     }
     this.groupSteps = nextSteps;
     this.lastLoss = loss;
@@ -270,7 +294,7 @@ export class Learner {
     if (lrs.length !== this.net.groups.length || lrs.some((x) => !(x >= 0 && Number.isFinite(x)))) {
       throw new GraftError('E_BAD_OPTION', `need one finite learning rate >= 0 per group (${this.net.groups.length}), got [${lrs}]`, 'Pass one rate, or one per layer group.');
     }
-    const key = JSON.stringify({ epochs, lr: lrs, schedule: o.schedule ?? null, wd: o.weightDecay ?? null, bs: this.batchSize });
+    const key = JSON.stringify({ epochs, lr: lrs, schedule: o.schedule ?? null, wd: o.weightDecay ?? null, bs: this.batchSize, l2sp: this.l2sp?.alpha ?? 0, mixup: this.mixup });
     if (this.epochsDone > 0 && this.fitKey && this.fitKey !== key) {
       throw new GraftError('E_CHECKPOINT', 'the resumed checkpoint was written by a fit with other settings', 'Resume with the same epochs, learning rate, schedule and batch size.');
     }
@@ -300,7 +324,8 @@ export class Learner {
             try {
               await this.fire('beforeBatch');
               const { x, y } = this.gather(this.train, order, from, to);
-              const loss = await this.step(x, y, ['batch', ep, bi]);
+              const mixed = this.mixup > 0 && y instanceof Int32Array ? mixBatch(x, this.loss.targets(y, this.net.outputs), to - from, this.mixup, mixSeed(this.seed, 'mixup', ep, bi)) : null;
+              const loss = await this.step(mixed?.x ?? x, y, ['batch', ep, bi], mixed?.t);
               lossSum += loss * (to - from);
               seen += to - from;
               await this.fire('afterBatch');
@@ -441,6 +466,46 @@ export class Learner {
     for (const s of this.evalSteps.values()) await s.session.dispose();
     this.evalSteps.clear();
   }
+}
+
+/** Gamma(a, 1) by Marsaglia and Tsang (a < 1 boosted), from a uniform generator. */
+function gamma(a: number, r: () => number): number {
+  if (a < 1) return gamma(a + 1, r) * Math.pow(r() || 1e-12, 1 / a);
+  const d = a - 1 / 3;
+  const c = 1 / Math.sqrt(9 * d);
+  for (;;) {
+    let z: number;
+    let v: number;
+    do {
+      z = Math.sqrt(-2 * Math.log(r() || 1e-12)) * Math.cos(2 * Math.PI * r());
+      v = 1 + c * z;
+    } while (v <= 0);
+    v = v * v * v;
+    const u = r();
+    if (Math.log(u || 1e-12) < 0.5 * z * z + d - d * v + d * Math.log(v)) return d * v;
+  }
+}
+
+/**
+ * Mixup (Zhang et al. 2018): x' = l x + (1 - l) x[perm], t' = l t + (1 - l) t[perm], one lambda per batch
+ * from Beta(alpha, alpha), seeded so that a resumed run mixes the same way.
+ */
+export function mixBatch(x: Float32Array, t: Float32Array, m: number, alpha: number, seed: number): { x: Float32Array; t: Float32Array; lambda: number } {
+  const r = rng(seed);
+  const g1 = gamma(alpha, r);
+  const g2 = gamma(alpha, r);
+  const lambda = g1 / (g1 + g2);
+  const perm = shuffled(m, mixSeed(seed, 'perm'));
+  const px = x.length / m;
+  const pt = t.length / m;
+  const xo = new Float32Array(x.length);
+  const to = new Float32Array(t.length);
+  for (let i = 0; i < m; i++) {
+    const j = perm[i]!;
+    for (let k = 0; k < px; k++) xo[i * px + k] = lambda * x[i * px + k]! + (1 - lambda) * x[j * px + k]!;
+    for (let k = 0; k < pt; k++) to[i * pt + k] = lambda * t[i * pt + k]! + (1 - lambda) * t[j * pt + k]!;
+  }
+  return { x: xo, t: to, lambda };
 }
 
 /** A seeded permutation of 0..n-1. */

@@ -1,0 +1,278 @@
+/**
+ * Fine-tuning transfer for images: the pretrained backbone's own layers train (all of them, or the top
+ * groups), under a policy (finetune: head first, then unfreeze with discriminative rates and one-cycle;
+ * gradual: one more group per epoch). Below the lowest trainable group nothing changes, so without
+ * augmentation its activations are computed once and cached on disk (like features) and every epoch
+ * starts there; with augmentation the frozen prefix runs again on each epoch's augmented pixels.
+ * The saved model.onnx is one graph from prepared pixels to probabilities, fine-tuned weights baked in.
+ */
+import { existsSync, rmSync } from 'node:fs';
+import * as ort from 'onnxruntime-node';
+import { GraftError } from '../errors.ts';
+import { type ImageBackbone, loadImageBackbone } from '../backbones/image.ts';
+import { defaultBackbone, findBackbone } from '../backbones/registry.ts';
+import { type BackboneNetwork, backboneNetwork } from '../backbones/trainable.ts';
+import type { CutPoint, ImagePreprocess } from '../backbones/types.ts';
+import { decodeAll, readImageFolder } from '../data/folders.ts';
+import { augment, augmentSeed } from '../data/augment.ts';
+import { embedImages } from '../features/embed.ts';
+import { Session } from '../runtime/session.ts';
+import { Learner, type Dataset } from '../train/learner.ts';
+import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/callbacks.ts';
+import { crossEntropy } from '../train/losses.ts';
+import { type PolicyKind, type StageRecord, StageTracker, lowestTrainable, planStages, runStages } from '../train/policies.ts';
+import { diagnose, type Diagnosis } from '../train/diagnose.ts';
+import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
+import { buildInferenceGraph } from '../train/compiled.ts';
+import { GRAFT_VERSION, saveModel } from '../model/folder.ts';
+import { type LrFindResult, lrFind } from '../train/lrfind.ts';
+
+export interface FineTuneImagesOptions {
+  data: string;
+  out: string;
+  backbone?: string;
+  mode?: Exclude<PolicyKind, 'probe'>;
+  /** Train only the top N backbone groups (plus the head). */
+  unfreeze?: number;
+  cut?: string;
+  head?: 'linear' | 'mlp';
+  epochs?: number;
+  /** Head-only epochs before unfreezing (finetune). */
+  freezeEpochs?: number;
+  lr?: number;
+  lrMult?: number;
+  l2sp?: number;
+  mixup?: number;
+  labelSmoothing?: number;
+  dropout?: number;
+  weightDecay?: number;
+  augment?: boolean;
+  bn?: 'frozen' | 'train';
+  /** Input size (square); default the backbone's. */
+  size?: number;
+  batchSize?: number;
+  patience?: number;
+  val?: number;
+  seed?: number;
+  threads?: number;
+  cache?: boolean;
+  cacheRoot?: string;
+  checkpoint?: string;
+  resume?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface FineTuneImagesResult {
+  out: string;
+  labels: string[];
+  backbone: string;
+  mode: string;
+  stages: StageRecord[];
+  trainedGroups: string[];
+  cachedPrefix: string | null;
+  trainAccuracy: number;
+  valAccuracy: number | null;
+  valMacroF1: number | null;
+  bestEpoch: number | null;
+  skipped: number;
+  seconds: number;
+  diagnosis: Diagnosis;
+}
+
+/** A copy of the backbone whose input takes any height and width (for prefixes at other sizes). */
+function anySize(bb: ImageBackbone, size: [number, number]): ImageBackbone {
+  const g = bb.graph.clone();
+  g.inputs = g.inputs.map((v) => (v.name === bb.inputName ? { ...v, shape: ['N', 3, 'H', 'W'] } : v));
+  return { ...bb, graph: g, preprocess: { ...bb.preprocess, size } };
+}
+
+interface Prepared {
+  bb: ImageBackbone;
+  pre: ImagePreprocess;
+  net: BackboneNetwork;
+  full: BackboneNetwork;
+  folder: ReturnType<typeof readImageFolder>;
+  train: Dataset;
+  val: Dataset | undefined;
+  trainPaths: string[];
+  cachedPrefix: string | null;
+  augmentCallback: Callback | null;
+  skipped: number;
+  lowest: number;
+}
+
+async function prepare(o: FineTuneImagesOptions, kind: PolicyKind, log: (s: string) => void): Promise<Prepared> {
+  const seed = o.seed ?? 0;
+  const folder = readImageFolder(o.data, { valFraction: o.val ?? 0.2, seed });
+  const bbId = o.backbone ?? defaultBackbone('image').id;
+  if (!existsSync(bbId) && findBackbone(bbId).modality !== 'image') throw new GraftError('E_BAD_OPTION', `backbone ${bbId} is not an image backbone`, 'Pick an image backbone (graft backbones).');
+  const bb = await loadImageBackbone(bbId, o.cacheRoot);
+  const size: [number, number] = o.size ? [o.size, o.size] : bb.preprocess.size;
+  if (o.size !== undefined && !(Number.isInteger(o.size) && o.size >= 32 && o.size <= 1024)) {
+    throw new GraftError('E_BAD_OPTION', `--size must be an integer from 32 to 1024, got ${o.size}`, `Use the backbone's own ${bb.preprocess.size[0]}, or a smaller size such as 128 for speed.`);
+  }
+  const common = {
+    classes: folder.classes.length, seed, size, ...(o.cut ? { cut: o.cut } : {}), ...(o.dropout !== undefined ? { dropout: o.dropout } : {}),
+    ...(o.head === 'mlp' ? { head: { kind: 'mlp' as const } } : {}), ...(o.bn ? { bn: o.bn } : {}),
+  };
+  const full = backboneNetwork(bb, common);
+  // The lowest group the policy will train (at least the top backbone group: a head alone is a probe).
+  const lowest = Math.min(lowestTrainable(full.groups.length, kind, { epochs: o.epochs ?? 5, ...(o.unfreeze !== undefined ? { unfreeze: o.unfreeze } : {}) }), full.groups.length - 2);
+  const augmentOn = !!o.augment;
+  const net = lowest > 0 ? backboneNetwork(bb, { ...common, from: full.groups[lowest]! }) : full;
+  const pre = { ...bb.preprocess, size };
+  const bbSized = anySize(bb, size);
+  const entry: CutPoint | null = net.fromGroup > 0 ? { name: `entry:${net.groups[0]}`, tensor: net.fromTensor, shape: net.inputShape } : null;
+  const embedOpts = { ...(o.threads ? { threads: o.threads } : {}), ...(o.cacheRoot ? { cacheRoot: o.cacheRoot } : {}), cache: o.cache ?? true, onSkip: (_s: unknown, m: string) => log(`warning: ${m}`) };
+  let skipped = 0;
+  const load = async (paths: string[], y: Int32Array): Promise<Dataset & { kept: Int32Array }> => {
+    if (entry) {
+      const e = await embedImages(bbSized, paths, [entry], embedOpts);
+      skipped += e.skipped.count;
+      return { x: e.features.get(entry.name)!, y: Int32Array.from(e.kept, (i) => y[i]!), n: e.kept.length, kept: e.kept };
+    }
+    const d = await decodeAll(paths, pre, { onSkip: (_s, m) => log(`warning: ${m}`) });
+    skipped += d.skipped.count;
+    return { x: d.x, y: Int32Array.from(d.kept, (i) => y[i]!), n: d.kept.length, kept: d.kept };
+  };
+  const cachedPrefix = entry ? (augmentOn ? null : `${net.groups[0]} entry [${net.inputShape.join('x')}]`) : null;
+  log(entry && !augmentOn
+    ? `cached prefix: the frozen layers below ${net.groups[0]} run once; their activations [${net.inputShape.join('x')}] are cached and reused every epoch`
+    : entry ? `augmentation on: the frozen prefix below ${net.groups[0]} runs again on each epoch's augmented images (no cached prefix)`
+      : 'every group trains: each step runs the whole network on the pixels');
+  const val = folder.val ? await load(folder.val.paths, folder.val.y) : undefined;
+  let train: Dataset;
+  let augmentCallback: Callback | null = null;
+  const trainPaths = folder.train.paths;
+  if (!augmentOn) {
+    train = await load(trainPaths, folder.train.y);
+  } else {
+    // Pixels decoded once; each epoch draws its own flips and crops (seeded per epoch and image), and
+    // the frozen prefix, if any, runs on them.
+    const d = await decodeAll(trainPaths, pre, { onSkip: (_s, m) => log(`warning: ${m}`) });
+    skipped += d.skipped.count;
+    const y = Int32Array.from(d.kept, (i) => folder.train.y[i]!);
+    const per = 3 * size[0] * size[1];
+    const prefix = entry ? await Session.create(prefixOf(bbSized, entry), o.threads ? { threads: o.threads } : {}) : null;
+    const epochData = async (epoch: number): Promise<Dataset> => {
+      const x = new Float32Array(d.kept.length * per);
+      for (let i = 0; i < d.kept.length; i++) {
+        const img = augment({ width: size[1], height: size[0], data: d.x.subarray(i * per, (i + 1) * per), channels: 3, layout: 'chw' },
+          { flip: true, crop: { size, scale: [0.6, 1] } }, augmentSeed(seed, epoch, i));
+        x.set(img.data as Float32Array, i * per);
+      }
+      if (!prefix) return { x, y, n: d.kept.length };
+      const dim = net.inputShape.reduce((a, b) => a * b, 1);
+      const out = new Float32Array(d.kept.length * dim);
+      for (let from = 0; from < d.kept.length; from += 32) {
+        const m = Math.min(32, d.kept.length - from);
+        const r = await prefix.run({ [bb.inputName]: { dtype: 'float32', dims: [m, 3, size[0], size[1]], data: x.subarray(from * per, (from + m) * per) } }, [entry!.tensor]);
+        out.set(r[entry!.tensor]!.data as Float32Array, from * dim);
+      }
+      return { x: out, y, n: d.kept.length };
+    };
+    train = await epochData(0);
+    let epochs = 0;
+    augmentCallback = {
+      name: 'augment', order: -20,
+      beforeEpoch: async (l) => { if (epochs > 0) l.train = await epochData(epochs); epochs++; },
+    };
+  }
+  if (!train.n) throw new GraftError('E_EMPTY_CLASS', `no readable training images under ${o.data}`, 'Check the folder: every image was skipped.');
+  return { bb, pre, net, full, folder, train, val: val && val.n ? val : undefined, trainPaths, cachedPrefix, augmentCallback, skipped, lowest };
+}
+
+function prefixOf(bb: ImageBackbone, entry: CutPoint) {
+  const g = bb.graph.clone();
+  g.outputs = [{ name: entry.tensor, dtype: 'float32', shape: null }];
+  return g.prune();
+}
+
+export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTuneImagesResult> {
+  const t0 = performance.now();
+  const log = o.log ?? (() => {});
+  const kind = o.mode ?? 'finetune';
+  const seed = o.seed ?? 0;
+  const p = await prepare(o, kind, log);
+  const { net, full, folder } = p;
+  const k = folder.classes.length;
+  const epochs = o.epochs ?? 5;
+  const stages = planStages(net.groups, kind, {
+    epochs, lr: o.lr ?? 1e-3, ...(o.lrMult !== undefined ? { lrMult: o.lrMult } : {}), ...(o.freezeEpochs !== undefined ? { freezeEpochs: o.freezeEpochs } : {}),
+    // Groups below the cached prefix are not in `net`: count the unfreeze within it.
+    ...(o.unfreeze !== undefined ? { unfreeze: Math.min(o.unfreeze, net.groups.length - 1) } : {}),
+  });
+  const anchors = o.l2sp ? new Map(net.params.filter((q) => q.group < net.groups.length - 1).map((q) => [q.name, Float32Array.from(q.value)])) : null;
+  const early = new EarlyStopping({ monitor: p.val ? 'valLoss' : 'trainLoss', patience: o.patience ?? 3 });
+  const ckpt = o.checkpoint ?? `${o.out.replace(/\/+$/, '')}.checkpoint`;
+  const callbacks: Callback[] = [new ProgressBar(), early, new StageTracker(), new Checkpoint(ckpt), ...(p.augmentCallback ? [p.augmentCallback] : [])];
+  const learner = new Learner({
+    net, train: p.train, ...(p.val ? { val: p.val } : {}), batchSize: o.batchSize ?? 32, seed, callbacks,
+    ...(o.threads ? { threads: o.threads } : {}), optimizer: { kind: 'adamw', weightDecay: o.weightDecay ?? 0.01 },
+    loss: crossEntropy({ labelSmoothing: o.labelSmoothing ?? 0 }),
+    ...(anchors ? { l2sp: { alpha: o.l2sp!, anchors } } : {}), ...(o.mixup ? { mixup: o.mixup } : {}),
+  });
+  try {
+    if (o.resume && existsSync(ckpt)) {
+      learner.loadCheckpoint(ckpt);
+      log(`resuming from ${ckpt}`);
+    }
+    const done = await runStages(learner, stages, log);
+    const trainEval = await learner.evaluate(p.train);
+    let valAccuracy: number | null = null;
+    let valMacroF1: number | null = null;
+    if (p.val) {
+      const ev = await learner.evaluate(p.val);
+      const pred = argmaxRows(ev.logits, k);
+      valAccuracy = accuracy(p.val.y as Int32Array, pred);
+      valMacroF1 = macroF1(p.val.y as Int32Array, pred, k);
+    }
+    const trainedGroups = net.groups.slice(Math.min(...stages.map((s) => s.trainFrom)));
+    const diagnosis = diagnose({
+      history: learner.history, trainAccuracy: trainEval.accuracy, valAccuracy, classes: k, nTrain: p.train.n,
+      trained: trainedGroups, canFineTune: trainedGroups.length < full.groups.length,
+    });
+    // One graph from pixels: the frozen prefix keeps its pretrained weights, the rest the trained ones.
+    const w = learner.getWeights();
+    const graph = buildInferenceGraph(full, (n) => w.get(n) ?? full.params.find((q) => q.name === n)!.value, 'softmax').graph;
+    graph.metadata.set('graft.backbone', `${p.bb.id}@${p.bb.sha256}`);
+    const [h, wd] = p.pre.size;
+    saveModel(o.out, {
+      createdAt: new Date().toISOString(), task: 'classification', labels: folder.classes,
+      input: { name: 'input', kind: 'image', columns: [], shape: [3, h, wd], preprocess: p.pre },
+      outputs: { probabilities: 'probabilities', logits: 'logits' },
+      backbone: { id: p.bb.id, sha256: p.bb.sha256, cut: String(full.config['cut']) },
+      head: full.config,
+      training: {
+        mode: kind, stages: done, trainedGroups, cachedPrefix: p.cachedPrefix, augment: !!o.augment, l2sp: o.l2sp ?? 0, mixup: o.mixup ?? 0,
+        labelSmoothing: o.labelSmoothing ?? 0, bn: o.bn ?? 'frozen', size: [h, wd], batchSize: o.batchSize ?? 32, epochs, lr: o.lr ?? 1e-3,
+        lrMult: o.lrMult ?? 0.5, seed, optimizer: learner.opt.options, bestEpoch: early.bestEpoch,
+      },
+      metrics: { trainAccuracy: trainEval.accuracy, valAccuracy, valMacroF1, nTrain: p.train.n, nVal: p.val?.n ?? 0, skipped: p.skipped },
+      history: learner.history, diagnosis,
+      provenance: { data: { path: o.data, images: folder.train.paths.length + (folder.val?.paths.length ?? 0), layout: folder.layout }, graft: GRAFT_VERSION, node: process.version, onnxruntime: ort.env.versions.node ?? 'unknown' },
+    }, graph.toBytes());
+    rmSync(ckpt, { force: true });
+    return {
+      out: o.out, labels: folder.classes, backbone: p.bb.id, mode: kind, stages: done, trainedGroups, cachedPrefix: p.cachedPrefix,
+      trainAccuracy: trainEval.accuracy, valAccuracy, valMacroF1, bestEpoch: early.bestEpoch >= 0 ? early.bestEpoch : null, skipped: p.skipped,
+      seconds: (performance.now() - t0) / 1000, diagnosis,
+    };
+  } finally {
+    await learner.dispose();
+  }
+}
+
+/** The learning-rate finder over the fine-tuning network (the groups the policy would train). */
+export async function lrFindImages(o: FineTuneImagesOptions): Promise<LrFindResult & { groups: string[] }> {
+  const log = o.log ?? (() => {});
+  const p = await prepare({ ...o, augment: false }, o.mode ?? 'finetune', log);
+  const learner = new Learner({ net: p.net, train: p.train, batchSize: o.batchSize ?? 32, seed: o.seed ?? 0, ...(o.threads ? { threads: o.threads } : {}), optimizer: { kind: 'adamw', weightDecay: 0.01 } });
+  try {
+    learner.freezeTo(0);
+    const r = await lrFind(learner, { iters: Math.min(100, 8 * Math.ceil(p.train.n / (o.batchSize ?? 32))) });
+    return { ...r, groups: p.net.groups };
+  } finally {
+    await learner.dispose();
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Transfer policies, each a few lines over the Learner's freeze/unfreeze: a plan of stages (which
+ * groups train, for how many epochs, at which rates), then one runner that fits them in order and can
+ * resume mid-plan from a checkpoint.
+ *  - probe: the head only.
+ *  - fineTune: the head first with the backbone frozen, then unfreeze (all, or the top N groups) with
+ *    discriminative rates (each group down gets lr * lrMult) and one-cycle (as fastai's fine_tune).
+ *  - gradualUnfreeze: one more group each epoch, from the top down (ULMFiT).
+ */
+import { GraftError } from '../errors.ts';
+import type { Callback } from './callbacks.ts';
+import type { Learner } from './learner.ts';
+import type { ScheduleOptions } from './schedules.ts';
+
+export type PolicyKind = 'probe' | 'finetune' | 'gradual';
+
+export interface PolicyOptions {
+  /** Epochs in all (for finetune: after the head-only epochs). */
+  epochs: number;
+  /** Learning rate of the head (the top group); lower groups get lr * lrMult^depth. */
+  lr: number;
+  /** Factor per group down from the head (default 0.5). */
+  lrMult?: number;
+  /** Train only the top N backbone groups (plus the head); default all. */
+  unfreeze?: number;
+  /** Head-only epochs before unfreezing (finetune; default 1). */
+  freezeEpochs?: number;
+  /** Rate of the head-only stage (default lr * 2, as its weights start from scratch). */
+  headLr?: number;
+}
+
+export interface Stage {
+  name: string;
+  /** First trainable group (index into net.groups). */
+  trainFrom: number;
+  epochs: number;
+  lr: number[];
+  schedule: ScheduleOptions;
+}
+
+/** lr for the top group, lr * mult for the one below, and so on down. */
+export function discriminativeLrs(groups: number, lr: number, mult: number): number[] {
+  return Array.from({ length: groups }, (_, g) => lr * Math.pow(mult, groups - 1 - g));
+}
+
+/** The lowest group a policy will ever train (what a cached prefix can start at). */
+export function lowestTrainable(groups: number, kind: PolicyKind, o: Pick<PolicyOptions, 'unfreeze' | 'epochs'>): number {
+  const backbone = groups - 1;
+  if (o.unfreeze !== undefined && !(Number.isInteger(o.unfreeze) && o.unfreeze >= 0 && o.unfreeze <= backbone)) {
+    throw new GraftError('E_BAD_OPTION', `cannot unfreeze ${o.unfreeze} groups: the backbone has ${backbone} (plus the head)`,
+      `Use --unfreeze 0 to ${backbone} (graft backbones show ID lists the groups).`);
+  }
+  if (kind === 'probe') return groups - 1;
+  const n = o.unfreeze ?? backbone;
+  if (kind === 'gradual') return Math.max(groups - 1 - Math.min(n, Math.max(0, o.epochs - 1)), 0);
+  return groups - 1 - n;
+}
+
+export function planStages(groups: string[], kind: PolicyKind, o: PolicyOptions): Stage[] {
+  const k = groups.length;
+  if (!(Number.isInteger(o.epochs) && o.epochs > 0)) throw new GraftError('E_BAD_OPTION', `epochs must be a positive integer, got ${o.epochs}`, 'Pass e.g. --epochs 5.');
+  if (!(o.lr > 0 && Number.isFinite(o.lr))) throw new GraftError('E_BAD_OPTION', `the learning rate must be > 0, got ${o.lr}`, 'Pass e.g. --lr 1e-3, or find one with graft lr-find.');
+  const mult = o.lrMult ?? 0.5;
+  if (!(mult > 0 && mult <= 1)) throw new GraftError('E_BAD_OPTION', `--lr-mult must be in (0, 1], got ${mult}`, 'Earlier groups get smaller rates: use e.g. 0.5.');
+  const lowest = lowestTrainable(k, kind, o);
+  const oneCycle: ScheduleOptions = { kind: 'one-cycle' };
+  const headLr = o.headLr ?? o.lr * 2;
+  if (kind === 'probe') return [{ name: 'head', trainFrom: k - 1, epochs: o.epochs, lr: groups.map(() => o.lr), schedule: oneCycle }];
+  if (kind === 'finetune') {
+    const fe = o.freezeEpochs ?? 1;
+    const stages: Stage[] = [];
+    if (fe > 0 && lowest < k - 1) stages.push({ name: 'head', trainFrom: k - 1, epochs: fe, lr: groups.map(() => headLr), schedule: oneCycle });
+    stages.push({ name: 'fine-tune', trainFrom: lowest, epochs: o.epochs, lr: discriminativeLrs(k, o.lr, mult), schedule: oneCycle });
+    return stages;
+  }
+  // gradual: epoch e trains the top e groups + head (epoch 0: head only), never below `lowest`.
+  return Array.from({ length: o.epochs }, (_, e) => {
+    const from = Math.max(k - 1 - e, lowest);
+    return { name: from === k - 1 ? 'head' : `from ${groups[from]}`, trainFrom: from, epochs: 1, lr: discriminativeLrs(k, e === 0 ? headLr : o.lr, mult), schedule: { kind: 'cosine' } };
+  });
+}
+
+/** Remembers which stage a checkpoint was written in, so a resumed run continues there. */
+export class StageTracker implements Callback {
+  name = 'policy-stage';
+  order = 10;
+  stage = 0;
+  state(): Record<string, unknown> { return { stage: this.stage }; }
+  loadState(s: Record<string, unknown>): void { this.stage = Number(s['stage'] ?? 0); }
+}
+
+export interface StageRecord { name: string; trainFrom: number; groups: string[]; epochs: number; lr: number[]; epochsRun: number }
+
+/**
+ * Fits the stages in order. With a StageTracker among the learner's callbacks and a checkpoint loaded,
+ * stages before the tracked one are skipped and the tracked one continues where it stopped.
+ */
+export async function runStages(l: Learner, stages: Stage[], log: (s: string) => void = () => {}): Promise<StageRecord[]> {
+  const tracker = l.callbacks.find((c): c is StageTracker => c instanceof StageTracker);
+  const start = tracker?.stage ?? 0;
+  const out: StageRecord[] = [];
+  for (let i = 0; i < stages.length; i++) {
+    const s = stages[i]!;
+    const rec: StageRecord = { name: s.name, trainFrom: s.trainFrom, groups: l.net.groups.slice(s.trainFrom), epochs: s.epochs, lr: s.lr, epochsRun: 0 };
+    out.push(rec);
+    if (i < start) continue;
+    if (tracker) tracker.stage = i;
+    const resumed = i === start && l.epochsDone > 0;
+    if (!resumed) {
+      l.freezeTo(s.trainFrom);
+      if (i > start || start === 0) l.resetOptimizer();
+    }
+    log(`stage ${i + 1}/${stages.length}: ${s.name} [${rec.groups.join(', ')}], ${s.epochs} epoch(s), lr ${fmtLrs(s.lr.slice(s.trainFrom))}`);
+    const before = l.history.length;
+    await l.fit(s.epochs, { lr: s.lr, schedule: s.schedule });
+    rec.epochsRun = l.history.length - before;
+  }
+  return out;
+}
+
+function fmtLrs(lrs: number[]): string {
+  const lo = Math.min(...lrs);
+  const hi = Math.max(...lrs);
+  return lo === hi ? hi.toExponential(1) : `${lo.toExponential(1)}..${hi.toExponential(1)}`;
+}
