@@ -99,6 +99,11 @@ export class EarlyStopping implements Callback {
     return v === undefined ? undefined : this.monitor === 'valAccuracy' ? -v : v;
   }
 
+  /** A new fit (e.g. the next stage of a policy) gets its own patience; the best so far carries over. */
+  beforeFit(l: Learner): void {
+    if (l.epochsDone === 0) this.wait = 0;
+  }
+
   afterEpoch(l: Learner): void {
     const s = this.score(l.history.at(-1)!);
     if (s === undefined) return;

@@ -1,0 +1,85 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { discriminativeLrs, lowestTrainable, planStages } from './policies.ts';
+import { Learner, mixBatch } from './learner.ts';
+import { mlpHead } from '../heads/heads.ts';
+import { GraftError } from '../errors.ts';
+import { loadDigits } from '../data/digits.ts';
+
+const GROUPS = ['stem', 'stage1', 'stage2', 'block_16', 'top', 'head'];
+
+test('discriminative rates: the head gets lr, each group down lr * mult more', () => {
+  assert.deepEqual(discriminativeLrs(4, 1e-3, 0.5), [1.25e-4, 2.5e-4, 5e-4, 1e-3]);
+});
+
+test('fineTune plan: head-only epochs, then the unfrozen groups with discriminative rates and one-cycle', () => {
+  const s = planStages(GROUPS, 'finetune', { epochs: 4, lr: 1e-3, unfreeze: 2 });
+  assert.deepEqual(s.map((x) => [x.name, x.trainFrom, x.epochs]), [['head', 5, 1], ['fine-tune', 3, 4]]);
+  assert.deepEqual(s[0]!.lr, GROUPS.map(() => 2e-3));
+  assert.deepEqual(s[1]!.lr.slice(3), [2.5e-4, 5e-4, 1e-3]);
+  assert.equal(s[1]!.schedule.kind, 'one-cycle');
+  const all = planStages(GROUPS, 'finetune', { epochs: 2, lr: 1e-3, freezeEpochs: 0 });
+  assert.deepEqual(all.map((x) => x.trainFrom), [0], 'no head stage when asked for none; every group trains');
+});
+
+test('gradual plan: one more group each epoch from the top, never below --unfreeze', () => {
+  const s = planStages(GROUPS, 'gradual', { epochs: 5, lr: 1e-3 });
+  assert.deepEqual(s.map((x) => x.trainFrom), [5, 4, 3, 2, 1]);
+  const capped = planStages(GROUPS, 'gradual', { epochs: 5, lr: 1e-3, unfreeze: 2 });
+  assert.deepEqual(capped.map((x) => x.trainFrom), [5, 4, 3, 3, 3]);
+  assert.equal(lowestTrainable(GROUPS.length, 'gradual', { epochs: 5, unfreeze: 2 }), 3);
+  assert.equal(lowestTrainable(GROUPS.length, 'gradual', { epochs: 2 }), 4, 'two epochs reach one group below the head');
+  assert.equal(lowestTrainable(GROUPS.length, 'probe', { epochs: 5 }), 5);
+});
+
+test('policies reject impossible settings with typed errors', () => {
+  const bad = (f: () => unknown, re: RegExp) => assert.throws(f, (e: unknown) => e instanceof GraftError && e.code === 'E_BAD_OPTION' && re.test(e.message));
+  bad(() => planStages(GROUPS, 'finetune', { epochs: 3, lr: 1e-3, unfreeze: 6 }), /cannot unfreeze 6 groups: the backbone has 5/);
+  bad(() => planStages(GROUPS, 'finetune', { epochs: 3, lr: 1e-3, unfreeze: -1 }), /cannot unfreeze -1/);
+  bad(() => planStages(GROUPS, 'finetune', { epochs: 0, lr: 1e-3 }), /epochs/);
+  bad(() => planStages(GROUPS, 'finetune', { epochs: 2, lr: 0 }), /learning rate/);
+  bad(() => planStages(GROUPS, 'finetune', { epochs: 2, lr: 1e-3, lrMult: 2 }), /lr-mult/);
+});
+
+test('mixup: one lambda per batch, rows mixed with a permutation, targets still sum to what they did, seeded', () => {
+  const m = 6;
+  const x = Float32Array.from({ length: m * 3 }, (_, i) => i);
+  const t = new Float32Array(m * 2);
+  for (let i = 0; i < m; i++) t[i * 2 + (i % 2)] = 1 / m;
+  const a = mixBatch(x, t, m, 0.4, 123);
+  const b = mixBatch(x, t, m, 0.4, 123);
+  assert.deepEqual(a, b);
+  assert.ok(a.lambda > 0 && a.lambda < 1);
+  for (let i = 0; i < m; i++) assert.ok(Math.abs(a.t[i * 2]! + a.t[i * 2 + 1]! - 1 / m) < 1e-7);
+  // Each mixed row is lambda * its own row + (1 - lambda) * some row of the batch.
+  for (let i = 0; i < m; i++) {
+    const hit = [...Array(m).keys()].some((j) => [0, 1, 2].every((k) => Math.abs(a.x[i * 3 + k]! - (a.lambda * x[i * 3 + k]! + (1 - a.lambda) * x[j * 3 + k]!)) < 1e-4));
+    assert.ok(hit, `row ${i}`);
+  }
+  // Beta(0.4, 0.4) is U-shaped: lambdas pile up near 0 and 1.
+  const ls = Array.from({ length: 2000 }, (_, s) => mixBatch(x, t, m, 0.4, s).lambda);
+  const mean = ls.reduce((p, q) => p + q, 0) / ls.length;
+  const extreme = ls.filter((l) => l < 0.1 || l > 0.9).length / ls.length;
+  assert.ok(Math.abs(mean - 0.5) < 0.03, `mean ${mean}`);
+  assert.ok(extreme > 0.4, `share near 0 or 1: ${extreme}`);
+});
+
+test('L2-SP: after each step the weights move lr * alpha of the way back to their anchors', async () => {
+  const d = loadDigits();
+  const train = { x: Float32Array.from(d.rows.slice(0, 64).flat(), (v) => v / 16), y: d.y.slice(0, 64), n: 64 };
+  const make = (l2sp?: number) => {
+    const net = mlpHead({ inputDim: 64, classes: 10, hidden: [16], dropout: 0, seed: 3 });
+    const anchors = new Map(net.params.map((p) => [p.name, Float32Array.from(p.value, (v) => v + 0.5)]));
+    return { net, anchors, l: new Learner({ net, train, batchSize: 64, seed: 0, threads: 1, ...(l2sp ? { l2sp: { alpha: l2sp, anchors } } : {}) }) };
+  };
+  const plain = make();
+  const sp = make(2);
+  await plain.l.fit(1, { lr: 0.01 });
+  await sp.l.fit(1, { lr: 0.01 });
+  for (const [name, w] of sp.l.getWeights()) {
+    const wp = plain.l.getWeights().get(name)!;
+    const w0 = sp.anchors.get(name)!;
+    for (let i = 0; i < w.length; i++) assert.ok(Math.abs(w[i]! - (wp[i]! - 0.01 * 2 * (wp[i]! - w0[i]!))) < 1e-6, `${name}[${i}]`);
+  }
+  assert.throws(() => make(-1), (e: unknown) => e instanceof GraftError && e.code === 'E_BAD_OPTION');
+});
