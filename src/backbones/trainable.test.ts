@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { findCut, loadImageBackbone, prefixGraph } from './image.ts';
-import { backboneGroups, backboneNetwork } from './trainable.ts';
+import { backboneGroups, backboneNetwork, batchNormTrain } from './trainable.ts';
+import { assertGradcheck, input } from '../graph/gradcheck.ts';
 import { prepareImage } from '../data/images.ts';
 import { Learner } from '../train/learner.ts';
 import { Session } from '../runtime/session.ts';
@@ -107,4 +108,61 @@ test('backboneNetwork: a group that does not exist is a typed error', async () =
   const bb = await loadImageBackbone('mobilenet_v2');
   assert.throws(() => backboneNetwork(bb, { classes: 3, from: 'block_99' }), (e: unknown) => e instanceof GraftError && e.code === 'E_BAD_OPTION' && /block_16/.test(e.hint));
   assert.throws(() => backboneNetwork(bb, { classes: 1 }), (e: unknown) => e instanceof GraftError && e.code === 'E_BAD_OPTION');
+});
+
+test('training-mode BatchNorm from primitive ops: gradients match finite differences in float64', async () => {
+  const node = { name: 'bn', op: 'BatchNormalization', domain: '', inputs: [], outputs: [], attrs: { epsilon: { f: 1e-3 } } };
+  const r = await assertGradcheck('batchNormTrain', (b, [x, s, o]) => {
+    const { y, mean, unbiasedVar } = batchNormTrain(b, [x!, s!, o!], node);
+    // Mix in the statistics too, so their gradients are checked as well.
+    return b.add(b.reduceSum(b.mul(y, b.mul(y, y)), [0, 1, 2, 3], false), b.reduceSum(b.add(mean, unbiasedVar), [0], false));
+  }, [input('x')([3, 2, 2, 3], { lo: -2, hi: 2 }), input('scale')([2], { lo: 0.5, hi: 1.5 }), input('bias')([2])]);
+  assert.ok(r.checked > 20);
+});
+
+test('--bn train: trainable groups update their running statistics (momentum 0.1, unbiased variance); frozen groups keep theirs', async () => {
+  const bb = await loadImageBackbone('mobilenet_v2');
+  const x = await batch([64, 64]);
+  const n = PHOTOS.length;
+  const net = backboneNetwork(bb, { classes: 2, seed: 1, size: [64, 64], bn: 'train', from: 'block_16' });
+  const g = bb.graph.clone();
+  g.inputs = g.inputs.map((v) => ({ ...v, shape: ['N', 3, 'H', 'W'] }));
+  // block_16's first BatchNorm reads the expand conv of the entry; later ones see batch-normalised inputs.
+  g.outputs = [{ name: 'block_16_expand', dtype: 'float32', shape: null }, { name: net.fromTensor, dtype: 'float32', shape: null }];
+  const s = await Session.create(g.prune(), { threads: 2 });
+  const out = await s.run({ pixels: tensor('float32', [n, 3, 64, 64], x) });
+  const act = out[net.fromTensor]!.data as Float32Array;
+  const proj = out['block_16_expand']!.data as Float32Array; // the input of block_16_expand_BN, [n, 960, 2, 2]
+  const learner = new Learner({ net, train: { x: act, y: Int32Array.from([0, 1, 1, 0]), n }, batchSize: n, threads: 2 });
+  learner.freezeTo(net.groups.indexOf('block_16'));
+  const before = learner.snapshotWeights();
+  await learner.fit(1, { lr: 0 }); // lr 0: only the statistics move
+  const after = learner.getWeights();
+  const mean0 = before.get('block_16_expand_BN/moving_mean')!;
+  const var0 = before.get('block_16_expand_BN/moving_variance')!;
+  const mean1 = after.get('block_16_expand_BN/moving_mean')!;
+  const var1 = after.get('block_16_expand_BN/moving_variance')!;
+  let worst = 0;
+  for (const c of [0, 7, 100, 959]) {
+    const vals: number[] = [];
+    for (let i = 0; i < n; i++) for (let k = 0; k < 4; k++) vals.push(proj[(i * 960 + c) * 4 + k]!);
+    const m = vals.reduce((p, q) => p + q, 0) / vals.length;
+    const v = vals.reduce((p, q) => p + (q - m) ** 2, 0) / (vals.length - 1);
+    worst = Math.max(worst, Math.abs(mean1[c]! - (0.9 * mean0[c]! + 0.1 * m)) / (1e-3 + Math.abs(m)), Math.abs(var1[c]! - (0.9 * var0[c]! + 0.1 * v)) / (1e-3 + v));
+  }
+  assert.ok(worst < 1e-3, `running statistics vs formula: ${worst}`);
+  // Trainable groups' statistics moved (block_16, top); the weights did not (lr 0).
+  assert.ok(after.get('Conv_1_bn/moving_mean')!.some((v, i) => v !== before.get('Conv_1_bn/moving_mean')![i]));
+  assert.deepEqual(after.get('Conv_1/kernel'), before.get('Conv_1/kernel'));
+  // With block_16 frozen, its BatchNorms run in inference form and keep their statistics.
+  learner.freezeTo(net.groups.indexOf('top'));
+  const mid = learner.snapshotWeights();
+  await learner.fit(1, { lr: 0 });
+  assert.deepEqual(learner.getWeights().get('block_16_expand_BN/moving_mean'), mid.get('block_16_expand_BN/moving_mean'));
+  assert.ok(learner.getWeights().get('Conv_1_bn/moving_variance')!.some((v, i) => v !== mid.get('Conv_1_bn/moving_variance')![i]));
+  // Eval mode uses the updated running statistics, and so does the exported graph.
+  const ev = await learner.evaluate({ x: act, y: Int32Array.from([0, 1, 1, 0]), n });
+  const inf = await Session.create(learner.inferenceGraph('softmax'), { threads: 2 });
+  const lg = (await inf.run({ input: tensor('float32', [n, 160, 2, 2], act) }))['logits']!.data as Float32Array;
+  assert.ok(lg.every((v, i) => Math.abs(v - ev.logits[i]!) < 1e-4));
 });

@@ -188,6 +188,22 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
       paramNames.add(p);
     }
   }
+  // --bn train: BatchNorm running statistics become buffers of their group, updated by train steps.
+  const bnTrain = o.bn === 'train';
+  if (bnTrain) {
+    for (const n of nodes) {
+      if (n.op !== 'BatchNormalization') continue;
+      const gi = groupIndex.get(a.nodeGroup.get(n)!);
+      if (gi === undefined) continue;
+      for (const k of [3, 4]) {
+        const name = n.inputs[k]!;
+        if (paramNames.has(name)) continue;
+        const t = bb.graph.initializers.get(name)!;
+        params.push({ name, shape: [...t.dims], value: Float32Array.from(t.data as Float32Array), group: gi, decay: false, buffer: true });
+        paramNames.add(name);
+      }
+    }
+  }
   const headGroup = kept.length;
   const seed = o.seed ?? 0;
   const inputDim = cut.shape.reduce((x, y) => x * y, 1);
@@ -196,7 +212,6 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
     : linearHead({ inputDim, classes: o.classes, seed });
   for (const p of head.params) params.push({ ...p, group: headGroup });
   const dropout = o.dropout ?? 0;
-  const bnTrain = o.bn === 'train';
   const [h, w] = o.size ?? bb.preprocess.size;
   const inputShape = fromGroup === 0 ? [3, h, w] : entryShape(bb, fromTensor, [h, w]);
   const inits = bb.graph.initializers;
@@ -234,8 +249,14 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
           // Keras' final AveragePooling2D covers the whole map at the native size; at other input
           // sizes the same layer is a global average.
           outs = [b.op1('GlobalAveragePool', [ins[0]!])];
-        } else if (n.op === 'BatchNormalization' && bnTrain && ctx.training) {
-          outs = [batchNormTrain(b, ins as Sym[], n)];
+        } else if (n.op === 'BatchNormalization' && bnTrain && ctx.trainable(groupIndex.get(a.nodeGroup.get(n)!) ?? -1)) {
+          const r = batchNormTrain(b, ins as Sym[], n);
+          // Running statistics as PyTorch keeps them: momentum 0.1, unbiased batch variance.
+          const m = BN_MOMENTUM;
+          const ema = (run: Sym, batch: Sym) => b.add(b.mul(run, b.like(1 - m, run)), b.mul(batch, b.like(m, batch)));
+          ctx.setBuffer(n.inputs[3]!, ema(ins[3]!, r.mean));
+          ctx.setBuffer(n.inputs[4]!, ema(ins[4]!, r.unbiasedVar));
+          outs = [r.y];
         } else {
           outs = b.op(n.op, ins, n.attrs as Record<string, AttrInput>, { outputs: n.outputs.length, name: b.graph.fresh(`bb/${n.name}`) });
         }
@@ -271,7 +292,7 @@ function isGlobal(n: Node, x: Sym, bb: ImageBackbone, a: Analysis): boolean {
  * Training-mode BatchNormalization from primitive ops (batch mean and biased variance over N, H, W), so
  * autodiff differentiates through the batch statistics.
  */
-export function batchNormTrain(b: GraphBuilder, ins: Sym[], n: Node): Sym {
+export function batchNormTrain(b: GraphBuilder, ins: Sym[], n: Node): { y: Sym; mean: Sym; unbiasedVar: Sym } {
   const [x, scale, bias] = ins as [Sym, Sym, Sym];
   const eps = n.attrs['epsilon'] && 'f' in n.attrs['epsilon'] ? n.attrs['epsilon'].f : 1e-5;
   const c = Number(x.shape[1]);
@@ -281,5 +302,10 @@ export function batchNormTrain(b: GraphBuilder, ins: Sym[], n: Node): Sym {
   const v = b.reduceMean(b.mul(xc, xc), axes, true);
   const inv = b.op1('Reciprocal', [b.sqrt(b.add(v, b.like(eps, v)))]);
   const perC = (s: Sym) => b.reshape(s, [c, ...new Array<number>(x.shape.length - 2).fill(1)]);
-  return b.add(b.mul(b.mul(xc, inv), perC(scale)), perC(bias));
+  const y = b.add(b.mul(b.mul(xc, inv), perC(scale)), perC(bias));
+  const count = staticShape(x).reduce((p, d, i) => (i === 1 ? p : p * d), 1);
+  return { y, mean: b.reshape(mean, [c]), unbiasedVar: b.reshape(b.mul(v, b.like(count / Math.max(1, count - 1), v)), [c]) };
 }
+
+/** Weight of the current batch in the running statistics (PyTorch's default). */
+const BN_MOMENTUM = 0.1;

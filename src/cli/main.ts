@@ -58,7 +58,7 @@ usage:
               [--optimizer adamw|sgd] [--schedule one-cycle|cosine|constant] [--label-smoothing E]
               [--patience N] [--threads N] [--resume] [--out DIR] [--json]
   graft train <images/> --mode finetune|gradual [--unfreeze N] [--lr X] [--lr-mult M] [--l2sp W] [--mixup A]
-              [--augment] [--size S] [--freeze-epochs E] [--epochs N] [--patience N] [--resume]
+              [--augment] [--bn frozen|train] [--size S] [--freeze-epochs E] [--epochs N] [--patience N] [--resume]
               fine-tune the backbone itself (--mode probe, the default, trains only a head on frozen features)
   graft lr-find <images/> [--mode finetune] [--unfreeze N] [--out lr-find.html]   loss vs learning rate, and a suggestion
   graft eval <DIR> <test.csv|images/> [--json]
@@ -74,9 +74,11 @@ Numeric CSV: a header row, a 'label' column and numeric feature columns.`;
 function fineTuneOptions(v: Record<string, string | boolean | undefined>): Partial<FineTuneImagesOptions> {
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
   const head = str('head');
+  const bn = str('bn');
+  if (bn && bn !== 'frozen' && bn !== 'train') throw new GraftError('E_BAD_OPTION', `--bn takes frozen or train, not "${bn}"`, 'Keep BatchNorm statistics frozen (the default for small data), or update them with --bn train.');
   if (head && head !== 'linear' && head !== 'mlp') throw new GraftError('E_BAD_OPTION', `fine-tuning takes --head linear or mlp, not "${head}"`, 'A kNN head has nothing to fine-tune through: use --mode probe --head knn.');
   const o: Record<string, unknown> = {
-    backbone: str('backbone'), cut: str('cut'), head, val: num(str('val'), 'val'), epochs: num(str('epochs'), 'epochs', true), lr: num(str('lr'), 'lr'),
+    backbone: str('backbone'), cut: str('cut'), head, bn, val: num(str('val'), 'val'), epochs: num(str('epochs'), 'epochs', true), lr: num(str('lr'), 'lr'),
     seed: num(str('seed'), 'seed', true), threads: num(str('threads'), 'threads', true), unfreeze: num(str('unfreeze'), 'unfreeze', true),
     lrMult: num(str('lr-mult'), 'lr-mult'), l2sp: num(str('l2sp'), 'l2sp'), mixup: num(str('mixup'), 'mixup'), size: num(str('size'), 'size', true),
     freezeEpochs: num(str('freeze-epochs'), 'freeze-epochs', true), batchSize: num(str('batch-size'), 'batch-size', true),
@@ -117,7 +119,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           optimizer: { type: 'string' }, schedule: { type: 'string' }, 'label-smoothing': { type: 'string' }, patience: { type: 'string' },
           threads: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' }, cut: { type: 'string' }, 'no-cache': { type: 'boolean' }, data: { type: 'string' },
           mode: { type: 'string' }, unfreeze: { type: 'string' }, 'lr-mult': { type: 'string' }, l2sp: { type: 'string' }, mixup: { type: 'string' },
-          augment: { type: 'boolean' }, size: { type: 'string' }, 'freeze-epochs': { type: 'string' },
+          augment: { type: 'boolean' }, size: { type: 'string' }, 'freeze-epochs': { type: 'string' }, bn: { type: 'string' },
         },
       });
     } catch (e) {

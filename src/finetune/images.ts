@@ -202,7 +202,7 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
     // Groups below the cached prefix are not in `net`: count the unfreeze within it.
     ...(o.unfreeze !== undefined ? { unfreeze: Math.min(o.unfreeze, net.groups.length - 1) } : {}),
   });
-  const anchors = o.l2sp ? new Map(net.params.filter((q) => q.group < net.groups.length - 1).map((q) => [q.name, Float32Array.from(q.value)])) : null;
+  const anchors = o.l2sp ? new Map(net.params.filter((q) => q.group < net.groups.length - 1 && !q.buffer).map((q) => [q.name, Float32Array.from(q.value)])) : null;
   const early = new EarlyStopping({ monitor: p.val ? 'valLoss' : 'trainLoss', patience: o.patience ?? 3 });
   const ckpt = o.checkpoint ?? `${o.out.replace(/\/+$/, '')}.checkpoint`;
   const callbacks: Callback[] = [new ProgressBar(), early, new StageTracker(), new Checkpoint(ckpt), ...(p.augmentCallback ? [p.augmentCallback] : [])];

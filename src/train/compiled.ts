@@ -22,6 +22,9 @@ export interface TrainStep {
   batch: number;
   session: Session;
   trainable: Param[];
+  /** Buffers of trainable groups: fed as inputs; those in `updated` come back as new values. */
+  liveBuffers: Param[];
+  updated: Param[];
   frozen: Param[];
   dropout: DropoutSite[];
   slots: string[];
@@ -39,11 +42,15 @@ export const PN = (name: string) => `new:${name}`;
 export const S = (name: string, slot: string) => `state:${name}:${slot}`;
 export const SN = (name: string, slot: string) => `newstate:${name}:${slot}`;
 export const G = (group: number, scalar: string) => `group${group}:${scalar}`;
+export const BN = (name: string) => `newbuf:${name}`;
 
-function forwardContext(b: GraphBuilder, params: Map<string, Sym>, training: boolean, sites: DropoutSite[]): ForwardContext {
+function forwardContext(b: GraphBuilder, params: Map<string, Sym>, training: boolean, sites: DropoutSite[],
+  trainable: Set<number> = new Set(), buffers?: Map<string, Sym>): ForwardContext {
   return {
     training,
     param: (name) => params.get(name)!,
+    trainable: (g) => training && trainable.has(g),
+    setBuffer: (name, v) => { if (training && buffers) buffers.set(name, v); },
     dropout: (x, p, key) => {
       if (!training || p <= 0) return x;
       const shape = x.shape.map(Number);
@@ -63,13 +70,17 @@ export async function compileTrainStep(
   b.graph.name = 'graft_train_step';
   const x = b.input('x', 'float32', [batch, ...net.inputShape]);
   const t = b.input('target', 'float32', [batch, net.outputs]);
-  const trainable = net.params.filter((p) => trainableGroups.has(p.group));
+  const trainable = net.params.filter((p) => trainableGroups.has(p.group) && !p.buffer);
+  const liveBuffers = net.params.filter((p) => trainableGroups.has(p.group) && p.buffer);
   const frozen = net.params.filter((p) => !trainableGroups.has(p.group));
   const syms = new Map<string, Sym>();
-  for (const p of trainable) syms.set(p.name, b.input(P(p.name), 'float32', p.shape));
+  for (const p of [...trainable, ...liveBuffers]) syms.set(p.name, b.input(P(p.name), 'float32', p.shape));
   for (const p of frozen) syms.set(p.name, b.init(P(p.name), tensor('float32', p.shape, values(p.name))));
   const sites: DropoutSite[] = [];
-  const logits = net.forward(b, x, forwardContext(b, syms, true, sites));
+  const newBuffers = new Map<string, Sym>();
+  const logits = net.forward(b, x, forwardContext(b, syms, true, sites, trainableGroups, newBuffers));
+  const updated = liveBuffers.filter((p) => newBuffers.has(p.name));
+  for (const p of updated) b.output(newBuffers.get(p.name)!, BN(p.name));
   const { loss: l, dlogits } = loss.build(b, logits, t);
   b.output(l, 'loss');
   b.output(logits, 'logits');
@@ -86,7 +97,7 @@ export async function compileTrainStep(
     u.state.forEach((st, i) => b.output(st, SN(p.name, opt.slots[i]!)));
   }
   const session = await Session.create(b.graph, sessionOpts);
-  return { batch, session, trainable, frozen, dropout: sites, slots: opt.slots, groupsUsed, scalarNames: opt.scalarNames };
+  return { batch, session, trainable, liveBuffers, updated, frozen, dropout: sites, slots: opt.slots, groupsUsed, scalarNames: opt.scalarNames };
 }
 
 /** Builds the eval graph for one batch size: all params are inputs, so weights can change freely. */

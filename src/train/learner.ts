@@ -11,7 +11,7 @@ import { type TensorData, tensor } from '../graph/tensor.ts';
 import type { Graph } from '../graph/ir.ts';
 import { defaultThreads, type SessionOptions } from '../runtime/session.ts';
 import { CancelBatch, CancelEpoch, CancelFit, type Callback, type EpochRecord, type Event } from './callbacks.ts';
-import { G, P, PN, S, SN, type EvalStep, type TrainStep, buildInferenceGraph, compileEvalStep, compileTrainStep } from './compiled.ts';
+import { BN, G, P, PN, S, SN, type EvalStep, type TrainStep, buildInferenceGraph, compileEvalStep, compileTrainStep } from './compiled.ts';
 import { mixSeed } from './init.ts';
 import { type Loss, crossEntropy } from './losses.ts';
 import type { Network } from './network.ts';
@@ -254,12 +254,23 @@ export class Learner {
         into[SN(p.name, slot)] = { dtype: 'float32', dims: p.shape, data: nxt[i]! };
       });
     }
+    for (const p of st.liveBuffers) feeds[P(p.name)] = { dtype: 'float32', dims: p.shape, data: this.weights.get(p.name)! };
+    for (const p of st.updated) {
+      let sp = this.spare.get(p.name);
+      if (!sp) this.spare.set(p.name, (sp = new Float32Array(p.value.length)));
+      into[BN(p.name)] = { dtype: 'float32', dims: p.shape, data: sp };
+    }
     const out = await st.session.run(feeds, undefined, into);
     const loss = Number(out['loss']!.data[0]);
     if (!Number.isFinite(loss)) {
       // The new weights went to the spare buffers; the current ones are still the last good ones.
       throw new GraftError('E_DIVERGED', `training diverged: the loss became ${loss} at epoch ${this.progress.epoch + 1}, batch ${this.progress.batch + 1}`,
         'Lower the learning rate (try graft lr-find), standardise the inputs, or freeze more layers. The weights of the last good step were kept.');
+    }
+    for (const p of st.updated) {
+      const a = this.weights.get(p.name)!;
+      this.weights.set(p.name, this.spare.get(p.name)!);
+      this.spare.set(p.name, a);
     }
     for (const p of st.trainable) {
       const a = this.weights.get(p.name)!;

@@ -12,6 +12,11 @@ export interface Param {
   group: number;
   /** Whether weight decay applies (not to biases and norm scales). */
   decay: boolean;
+  /**
+   * A buffer (e.g. BatchNorm running statistics): never trained by the optimizer, but a train step may
+   * write a new value (ctx.setBuffer) that is kept, checkpointed and baked into the exported model.
+   */
+  buffer?: boolean;
 }
 
 export interface ForwardContext {
@@ -20,6 +25,10 @@ export interface ForwardContext {
   param(name: string): Sym;
   /** Inverted dropout with probability p; identity when not training. */
   dropout(x: Sym, p: number, key: string): Sym;
+  /** Whether a parameter group trains in this step (false when not training). */
+  trainable(group: number): boolean;
+  /** Sets the new value of a buffer param (train steps only; ignored otherwise). */
+  setBuffer(name: string, value: Sym): void;
 }
 
 export interface Network {
