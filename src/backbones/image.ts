@@ -67,7 +67,7 @@ export function verifyEntryFiles(e: BackboneEntry): { dir: string; sha256: strin
 }
 
 /** Bumped when the converter's output (graph, cuts, groups) changes, so cached conversions are redone. */
-const CONVERTER_VERSION = 2;
+const CONVERTER_VERSION = 3;
 
 interface CachedMeta { inputName: string; preprocess: ImagePreprocess; cuts: CutPoint[]; groups: LayerGroup[]; sha256: string }
 

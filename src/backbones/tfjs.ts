@@ -984,6 +984,8 @@ export function convertTfjsLayers(model: TfjsModel, opts: TfjsConvertOptions = {
   for (const layer of order) {
     group.params.push(...paramsOf.get(layer.name)!);
     if (gi < ends.length && layer.name === ends[gi]![1]) {
+      const v = vals.get(refKey({ layer: layer.name, node: 0, index: 0 }));
+      if (v) group.end = real(v).name;
       groups.push(group);
       gi++;
       group = { name: ends[gi]?.[0] ?? 'head', params: [] };

@@ -166,3 +166,19 @@ test('--bn train: trainable groups update their running statistics (momentum 0.1
   const lg = (await inf.run({ input: tensor('float32', [n, 160, 2, 2], act) }))['logits']!.data as Float32Array;
   assert.ok(lg.every((v, i) => Math.abs(v - ev.logits[i]!) < 1e-4));
 });
+
+test('InceptionV3: groups start at the recorded block ends, so a cached prefix at mixed10's entry gives the same logits', async () => {
+  const bb = await loadImageBackbone('inception_v3');
+  assert.deepEqual(backboneGroups(bb).map((g) => g.entry), ['pixels', 'max_pooling2d_2', 'mixed2', 'mixed7', 'mixed8', 'mixed9']);
+  const x = new Float32Array(2 * 3 * 299 * 299).map((_, i) => Math.sin(i * 0.01) * 0.5 + 0.5);
+  const y = Int32Array.from([0, 1]);
+  const full = backboneNetwork(bb, { classes: 2, seed: 3 });
+  const top = backboneNetwork(bb, { classes: 2, seed: 3, from: 'mixed10' });
+  assert.deepEqual(top.inputShape, [2048, 8, 8]);
+  const a = (await new Learner({ net: full, train: { x, y, n: 2 }, threads: 2 }).evaluate({ x, y, n: 2 })).logits;
+  const g = bb.graph.clone();
+  g.outputs = [{ name: top.fromTensor, dtype: 'float32', shape: null }];
+  const act = await run(g.prune(), { pixels: x }, { pixels: [2, 3, 299, 299] }, top.fromTensor);
+  const b = (await new Learner({ net: top, train: { x: act, y, n: 2 }, threads: 2 }).evaluate({ x: act, y, n: 2 })).logits;
+  assert.ok(b.every((v, i) => Math.abs(v - a[i]!) < 1e-4), `${a} vs ${b}`);
+});

@@ -123,7 +123,10 @@ function analyse(bb: ImageBackbone, target: string): Analysis {
         if (below) entries.add(i);
       }
     }
-    const entry = entries.size === 1 ? [...entries][0]! : null;
+    // The previous group's recorded end, where the converter knows it (branches such as Inception's
+    // pooling paths start from it too); else the one tensor that crosses the boundary.
+    const end = gi > 0 ? bb.groups[gi - 1]!.end : bb.inputName;
+    const entry = end && shapes.has(end) ? end : entries.size === 1 ? [...entries][0]! : null;
     const count = params.reduce((s, p) => s + g.initializers.get(p)!.data.length, 0);
     return { name: gr.name, params, paramCount: count, entry, entryShape: entry ? staticShape(shapes.sym(entry)).slice(1) : null };
   });

@@ -28,4 +28,6 @@ export interface LayerGroup {
   name: string;
   /** Names of the initializers (weights) in this group. */
   params: string[];
+  /** The tensor this group ends with (what the next group starts from), where there is one. */
+  end?: string;
 }

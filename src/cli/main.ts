@@ -13,6 +13,8 @@ import { REGISTRY, findBackbone } from '../backbones/registry.ts';
 import { embedCommand } from '../probe/embed.ts';
 import { reportCommand, writeLrFindReport } from '../report/report.ts';
 import { type FineTuneImagesOptions, fineTuneImages, lrFindImages } from '../finetune/images.ts';
+import { loadImageBackbone } from '../backbones/image.ts';
+import { backboneGroups } from '../backbones/trainable.ts';
 
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -238,7 +240,9 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         if (pos[0] === 'show') {
           if (!pos[1]) throw usage('graft backbones show takes a backbone id');
           const e = findBackbone(pos[1]);
-          if (json) print(JSON.stringify(e));
+          // Layer groups come from the converted graph (converted once, then cached).
+          const groups = e.modality === 'image' ? backboneGroups(await loadImageBackbone(e.id)).map((g) => ({ name: g.name, params: g.paramCount, entry: g.entry, entryShape: g.entryShape })) : [];
+          if (json) print(JSON.stringify({ ...e, groups }));
           else {
             print(`${e.id} (${e.modality}): ${e.description}`);
             print(`  package ${e.package.name}@${e.package.version}, licence ${e.license}`);
@@ -246,6 +250,11 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
             if (e.preprocess) print(`  preprocessing: resize ${e.preprocess.resize} to ${e.preprocess.size.join('x')}, pixel*${e.preprocess.scale.toPrecision(4)}, mean [${e.preprocess.mean}], std [${e.preprocess.std}]`);
             print('  cut points (early to late):');
             for (const c of e.cuts) print(`    ${c.name.padEnd(22)} ${String(c.dim).padStart(5)}-d${c.note ? `  ${c.note}` : ''}`);
+            if (groups.length) {
+              print('  layer groups for fine-tuning (input to output; --unfreeze N trains the top N, plus the head):');
+              groups.forEach((g, i) => print(`    ${String(i).padStart(2)} ${g.name.padEnd(10)} ${String(g.params).padStart(9)} weights  input ${g.entry} [${g.entryShape?.join('x') ?? '?'}]`));
+              print(`    ${String(groups.length).padStart(2)} head       the new classifier`);
+            }
             print('  files:');
             for (const f of e.files) print(`    ${f.path}  sha256 ${f.sha256.slice(0, 16)}…`);
           }
