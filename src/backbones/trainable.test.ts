@@ -167,7 +167,7 @@ test('--bn train: trainable groups update their running statistics (momentum 0.1
   assert.ok(lg.every((v, i) => Math.abs(v - ev.logits[i]!) < 1e-4));
 });
 
-test('InceptionV3: groups start at the recorded block ends, so a cached prefix at mixed10's entry gives the same logits', async () => {
+test('InceptionV3: groups start at the recorded block ends, so a cached prefix at the entry of mixed10 gives the same logits', async () => {
   const bb = await loadImageBackbone('inception_v3');
   assert.deepEqual(backboneGroups(bb).map((g) => g.entry), ['pixels', 'max_pooling2d_2', 'mixed2', 'mixed7', 'mixed8', 'mixed9']);
   const x = new Float32Array(2 * 3 * 299 * 299).map((_, i) => Math.sin(i * 0.01) * 0.5 + 0.5);
