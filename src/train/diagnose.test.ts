@@ -29,3 +29,12 @@ test('good fit, not converged, unstable, and no validation', () => {
   const nv = diagnose({ history: [{ epoch: 0, trainLoss: 1, lr: [1], seconds: 0 }], trainAccuracy: 0.9, valAccuracy: null, classes: 2, nTrain: 10 });
   assert.equal(nv.verdict, 'no-validation');
 });
+
+test('a fine-tune diagnosis names the trained groups, and knows when every group already trained', () => {
+  const h = curve([2.2, 2.0, 1.9, 1.9, 1.88], [2.2, 2.05, 1.95, 1.93, 1.92]);
+  const part = diagnose({ history: h, trainAccuracy: 0.35, valAccuracy: 0.33, classes: 10, nTrain: 1000, trained: ['block_16', 'top', 'head'], canFineTune: true });
+  assert.ok(part.evidence.includes('trained layer groups: block_16, top, head'));
+  assert.ok(part.advice.some((a) => /2 of the backbone's were trained; raise --unfreeze/.test(a)));
+  const all = diagnose({ history: h, trainAccuracy: 0.35, valAccuracy: 0.33, classes: 10, nTrain: 1000, trained: ['stem', 'top', 'head'], canFineTune: false });
+  assert.ok(all.advice.some((a) => /every layer group already trains/.test(a)));
+});

@@ -34,6 +34,7 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
   const evidence: string[] = [];
   const headOnly = !d.trained || (d.trained.length === 1 && d.trained[0] === 'head');
   evidence.push(`training accuracy ${pct(d.trainAccuracy)} (chance ${pct(chance)})`);
+  if (!headOnly) evidence.push(`trained layer groups: ${d.trained!.join(', ')}`);
   if (d.valAccuracy === undefined || d.valAccuracy === null || !h.some((r) => r.valLoss !== undefined)) {
     return {
       verdict: 'no-validation', summary: 'No validation data, so over- or underfitting cannot be told apart.', evidence,
@@ -78,7 +79,8 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
     verdict = 'underfitting';
     summary = `Underfitting: even on the training data the model reaches only ${pct(d.trainAccuracy)}.`;
     advice.push('Give the head more capacity (an MLP head, more hidden units) and train longer or with a higher learning rate.');
-    advice.push(headOnly ? 'Try a later cut, or fine-tune the top layer groups: the frozen features may not separate these classes.' : 'Unfreeze more layer groups.');
+    advice.push(headOnly ? 'Try a later cut, or fine-tune the top layer groups: the frozen features may not separate these classes.'
+      : d.canFineTune !== false ? `Unfreeze more layer groups (${d.trained!.length - 1} of the backbone's were trained; raise --unfreeze), or raise the learning rate.` : 'Train longer or with a higher learning rate: every layer group already trains.');
   } else if (stillFalling) {
     verdict = 'not-converged';
     summary = 'Not converged yet: the validation loss was still falling when training stopped.';
@@ -86,7 +88,7 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
   } else {
     verdict = 'good-fit';
     summary = `A good fit: training and validation accuracy are close (${pct(d.trainAccuracy)} vs ${pct(val)}).`;
-    if (val < 0.95 && (d.canFineTune ?? headOnly)) advice.push('To go further, fine-tune the top layer groups of the backbone.');
+    if (val < 0.95 && (d.canFineTune ?? headOnly)) advice.push(headOnly ? 'To go further, fine-tune the top layer groups of the backbone.' : 'To go further, unfreeze more layer groups (raise --unfreeze).');
     if (d.nTrain < 50 * d.classes) advice.push('More labelled data per class is the surest way to improve.');
   }
   return { verdict, summary, evidence, advice };
