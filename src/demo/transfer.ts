@@ -15,6 +15,7 @@ import { mnistDigits, writeMnistFolder } from '../data/mnist.ts';
 import { smallCnn } from '../heads/cnn.ts';
 import { fitStandardize, linearHead } from '../heads/heads.ts';
 import { Learner, type Dataset } from '../train/learner.ts';
+import { planStages, runStages } from '../train/policies.ts';
 import type { Network } from '../train/network.ts';
 import { findCut, loadImageBackbone } from '../backbones/image.ts';
 import { embedImages } from '../features/embed.ts';
@@ -30,7 +31,7 @@ export interface DemoOptions {
   log?: (s: string) => void;
 }
 
-export interface DemoRow { labelsPerClass: number; scratchCnn: number; transferCnn: number; pixelProbe: number; mobilenetProbe: number }
+export interface DemoRow { labelsPerClass: number; scratchCnn: number; transferCnn: number; fineTunedCnn: number; pixelProbe: number; mobilenetProbe: number }
 export interface DemoResult {
   rows: DemoRow[];
   curves: Record<string, number[]>;
@@ -75,6 +76,17 @@ const epochsFor = (n: number, bs: number, steps = 120) => Math.min(40, Math.max(
 async function fitEval(net: Network, train: Dataset, test: Dataset, o: { lr: number; seed: number; threads: number; trainableFrom?: number; curve?: number[] }): Promise<number> {
   const l = new Learner({ net, train, val: test, batchSize: 32, seed: o.seed, threads: o.threads, optimizer: { kind: 'adamw', weightDecay: 0.01 }, ...(o.trainableFrom !== undefined ? { trainableFrom: o.trainableFrom } : {}) });
   await l.fit(epochsFor(train.n, 32), { lr: o.lr, schedule: { kind: 'one-cycle' } });
+  if (o.curve) o.curve.push(...l.history.map((h) => h.valAccuracy!));
+  const acc = l.history.at(-1)!.valAccuracy!;
+  await l.dispose();
+  return acc;
+}
+
+/** The fineTune policy: the head with the pretrained layers frozen, then everything with smaller rates below. */
+async function fineTuneEval(net: Network, train: Dataset, test: Dataset, o: { seed: number; threads: number; curve?: number[] }): Promise<number> {
+  const l = new Learner({ net, train, val: test, batchSize: 32, seed: o.seed, threads: o.threads, optimizer: { kind: 'adamw', weightDecay: 0.01 } });
+  const epochs = epochsFor(train.n, 32);
+  await runStages(l, planStages(net.groups, 'finetune', { epochs: Math.max(1, epochs - 2), freezeEpochs: 2, lr: 2e-3, headLr: 3e-3 }));
   if (o.curve) o.curve.push(...l.history.map((h) => h.valAccuracy!));
   const acc = l.history.at(-1)!.valAccuracy!;
   await l.dispose();
@@ -139,11 +151,14 @@ export async function runTransferDemo(o: DemoOptions = {}): Promise<DemoResult> 
     const tnet = smallCnn({ inputShape: cnnShape, classes: 5, seed: seed + 1, pool: 'flatten' });
     for (const p of tnet.params) if (!p.name.startsWith('fc.')) p.value = Float32Array.from(pretrained.get(p.name)!);
     const transfer = await fitEval(tnet, tr, tgtTest, { lr: 3e-3, seed, threads, trainableFrom: tnet.groups.length - 1, ...opt(c('transfer CNN (0-4 -> 5-9)')) });
+    const fnet = smallCnn({ inputShape: cnnShape, classes: 5, seed: seed + 1, pool: 'flatten' });
+    for (const p of fnet.params) if (!p.name.startsWith('fc.')) p.value = Float32Array.from(pretrained.get(p.name)!);
+    const fineTuned = await fineTuneEval(fnet, tr, tgtTest, { seed, threads, ...opt(c('fine-tuned CNN (0-4 -> 5-9)')) });
     const pixel = await fitEval(linearHead({ inputDim: 784, classes: 5, seed, standardize: fitStandardize(tr.x, tr.n, 784) }), tr, tgtTest, { lr: 3e-3, seed, threads, ...opt(c('raw-pixel probe')) });
     const mtr = budget(mPool, pool, 5, k, md);
     const mob = await fitEval(linearHead({ inputDim: md, classes: 5, seed, standardize: fitStandardize(mtr.x, mtr.n, md) }), mtr, mTest, { lr: 3e-3, seed, threads, ...opt(c('MobileNetV2 probe')) });
-    rows.push({ labelsPerClass: k, scratchCnn: scratch, transferCnn: transfer, pixelProbe: pixel, mobilenetProbe: mob });
-    log(`${k} labels/class: scratch ${pct(scratch)}, transfer ${pct(transfer)}, pixels ${pct(pixel)}, MobileNetV2 ${pct(mob)}`);
+    rows.push({ labelsPerClass: k, scratchCnn: scratch, transferCnn: transfer, fineTunedCnn: fineTuned, pixelProbe: pixel, mobilenetProbe: mob });
+    log(`${k} labels/class: scratch ${pct(scratch)}, transfer ${pct(transfer)}, fine-tuned ${pct(fineTuned)}, pixels ${pct(pixel)}, MobileNetV2 ${pct(mob)}`);
   }
   // Convergence: the first epoch at which each method reached 95% of its own final accuracy.
   const convergence: Record<string, number> = {};
