@@ -72,7 +72,8 @@ export async function crossValidate(x: Float32Array, y: Int32Array, d: number, c
       net: linearHead({ inputDim: d, classes, seed: o.seed ?? 0, standardize: fitStandardize(tr.x, tr.n, d) }),
       train: tr, batchSize: 32, seed: o.seed ?? 0, ...(o.threads ? { threads: o.threads } : {}), optimizer: { kind: 'adamw', weightDecay: 0.01 },
     });
-    await l.fit(o.epochs ?? 25, { lr: 3e-3, schedule: { kind: 'one-cycle' } });
+    // At least ~200 optimizer steps: on small sets 25 epochs are a few dozen steps, too few for a fair score.
+    await l.fit(o.epochs ?? Math.min(200, Math.max(25, Math.ceil(200 / Math.ceil(tr.n / 32)))), { lr: 3e-3, schedule: { kind: 'one-cycle' } });
     acc += (await l.evaluate(va)).accuracy;
     await l.dispose();
   }
