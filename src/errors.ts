@@ -35,6 +35,11 @@ export type ErrorCode =
   | 'E_AUDIO_CORRUPT'
   | 'E_AUDIO_UNSUPPORTED'
   | 'E_TEXT_ENCODING'
+  | 'E_TOKENIZER'
+  | 'E_ENCODER'
+  | 'E_CONLL_MALFORMED'
+  | 'E_CONLL_EMPTY'
+  | 'E_NER_TAG'
   | 'E_BAD_OPTION'
   // training
   | 'E_DIVERGED'

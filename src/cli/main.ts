@@ -52,6 +52,8 @@ const USAGE = `graft: transfer learning for TypeScript
 
 usage:
   graft train <texts.csv|.jsonl> [--backbone glove-100d] [--cut mean|sif] [--head linear|mlp|knn]   (columns text,label)
+  graft train <texts.csv|.jsonl> --backbone <model folder|model.onnx|owner/name[@rev]> [--cut cls|mean] [--head linear|mlp|knn]
+              a BERT-family ONNX encoder with its tokenizer.json (hub layout; GRAFT_HUB_ENDPOINT, GRAFT_OFFLINE=1)
   graft train <clips/>  [--head linear|mlp|knn]   audio folders: root/<label>/*.wav (speech-embedding backbone)
   graft train <images/> [--backbone mobilenet_v2|inception_v3] [--cut NAME] [--head linear|mlp|knn] [--val 0.2] [--out DIR]
               image folders: root/<label>/*.jpg|png|webp|gif (or train/ val/ test/ subfolders)
@@ -166,16 +168,19 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         }
         if (isTextFile(pos[0]!)) {
           const defined = <T extends Record<string, unknown>>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined));
-          const cut = v.cut as 'mean' | 'sif' | undefined;
-          if (cut && cut !== 'mean' && cut !== 'sif') throw new GraftError('E_BAD_OPTION', `unknown text pooling "${cut}"`, 'Use --cut mean or --cut sif (or leave it out to choose by cross-validation).');
+          const cut = v.cut as 'mean' | 'sif' | 'cls' | undefined;
+          if (cut && cut !== 'mean' && cut !== 'sif' && cut !== 'cls') {
+            throw new GraftError('E_BAD_OPTION', `unknown text pooling "${cut}"`, 'Use --cut mean or sif for word vectors, cls or mean for a text encoder (or leave it out to choose by cross-validation).');
+          }
           const r = await trainText({
-            data: pos[0]!, out: v.out ?? 'graft-model', head: (v.head ?? 'linear') as 'linear' | 'mlp' | 'knn', log,
+            data: pos[0]!, out: v.out ?? 'graft-model', head: (v.head ?? 'linear') as 'linear' | 'mlp' | 'knn', log, cache: !v['no-cache'],
             ...defined({ backbone: v.backbone, cut, val: num(v.val, 'val'), epochs: num(v.epochs, 'epochs', true), lr: num(v.lr, 'lr'), seed: num(v.seed, 'seed', true), threads: num(v.threads, 'threads', true) }),
           });
           if (json) print(JSON.stringify(r));
           else {
             print(`saved ${r.out}: ${r.backbone} ${r.cut} pooling + ${r.head} head, ${r.labels.length} classes, ${r.seconds.toFixed(1)} s`);
             print(`train accuracy ${r.trainAccuracy.toFixed(4)}${r.valAccuracy !== null ? `, validation accuracy ${r.valAccuracy.toFixed(4)}` : ''}`);
+            if (r.truncated) print(`${r.truncated} text(s) truncated to the encoder's token limit`);
             print(`diagnosis: ${r.diagnosis.summary}`);
           }
           return 0;
@@ -212,7 +217,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       }
       case 'eval': {
         if (pos.length !== 2) throw usage('graft eval takes a model folder and a CSV file');
-        const r = isTextFile(pos[1]!) ? await evalText(pos[0]!, pos[1]!) : !isDir(pos[1]!) ? await evalCsv(pos[0]!, pos[1]!) : isAudioFolder(pos[1]!) ? await evalAudio(pos[0]!, pos[1]!) : await evalImages(pos[0]!, pos[1]!);
+        const r = isTextFile(pos[1]!) ? await evalText(pos[0]!, pos[1]!, { log }) : !isDir(pos[1]!) ? await evalCsv(pos[0]!, pos[1]!) : isAudioFolder(pos[1]!) ? await evalAudio(pos[0]!, pos[1]!) : await evalImages(pos[0]!, pos[1]!);
         print(json ? JSON.stringify(r) : `accuracy ${r.accuracy.toFixed(4)}  macro-F1 ${r.macroF1.toFixed(4)}  n ${r.n}`);
         return 0;
       }
@@ -220,7 +225,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         if (pos.length !== 2) throw usage('graft predict takes a model folder and a CSV file');
         if (isTextFile(pos[1]!)) {
           const t = readTextTable(pos[1]!, { requireLabel: false });
-          const { labels, probs } = await predictTexts(pos[0]!, t.texts);
+          const { labels, probs } = await predictTexts(pos[0]!, t.texts, { log });
           const k = labels.length;
           const preds = t.texts.map((_, i) => {
             let best = 0;

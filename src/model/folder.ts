@@ -21,7 +21,7 @@ export interface ModelCard {
   createdAt: string;
   task: 'classification';
   labels: string[];
-  input: { name: string; kind: 'features' | 'image' | 'speech-embedding' | 'pooled-word-vectors'; columns: string[]; shape: number[]; preprocess?: unknown };
+  input: { name: string; kind: 'features' | 'image' | 'speech-embedding' | 'pooled-word-vectors' | 'token-ids'; columns: string[]; shape: number[]; preprocess?: unknown };
   outputs: { probabilities: string; logits: string };
   backbone: null | { id: string; sha256: string; cut: string };
   head: Record<string, unknown>;

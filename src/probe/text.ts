@@ -1,46 +1,94 @@
 /**
- * Feature-extraction transfer for text with word vectors (default `glove-100d`, offline): each text is
- * pooled into one vector, by the mean of its known words or by SIF (smooth inverse frequency, first
- * principal component removed), the pooling is chosen by cross-validation like a cut, and a head is
- * fitted. Pooling runs in graft; model.onnx holds the head over the pooled vector, and graft.json keeps
- * what predict needs to pool the same way (vectors id, pooling, SIF component).
+ * Feature-extraction transfer for text, with one of two kinds of backbone:
+ *
+ * - Word vectors (default `glove-100d`, offline): each text is pooled into one vector, by the mean of its
+ *   known words or by SIF (smooth inverse frequency, first principal component removed). Pooling runs in
+ *   graft; model.onnx holds the head over the pooled vector, and graft.json keeps what predict needs to
+ *   pool the same way (vectors id, pooling, SIF component).
+ * - A BERT-family ONNX encoder (a model folder, an .onnx file or a hub id; see backbones/textenc.ts): the
+ *   texts are tokenized by the model's tokenizer.json and pooled in the graph, by the first token ('cls')
+ *   or the mean over the attention mask ('mean'); pooled features are cached. model.onnx holds encoder,
+ *   pooling and head (token ids to probabilities in one ORT call), and the tokenizer files are copied into
+ *   the model folder, so predict needs nothing but the folder.
+ *
+ * Either way the pooling is chosen by cross-validation like a cut when --cut is not given, and a head is
+ * fitted by fitProbe.
  */
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { GraftError } from '../errors.ts';
 import { readTextTable } from '../data/text.ts';
 import { checkClasses, encodeLabels } from '../data/csv.ts';
 import { stratifiedSplit } from '../data/split.ts';
 import { type SifModel, type WordVectors, fitSif, loadWordVectors, meanPool, sifPool, sifWeights } from '../backbones/wordvec.ts';
-import { loadModel, sha256 } from '../model/folder.ts';
+import {
+  POOLINGS, TOKENIZER_FILES, type TextPooling, type TokenInputs, TextTokenizer, embedTexts, encoderWithHead, isTextEncoder, loadTextEncoder,
+  runTokens, warnTruncated,
+} from '../backbones/textenc.ts';
+import { type LoadedModel, loadModel, sha256 } from '../model/folder.ts';
+import { tempName, writeFileAtomic } from '../io/atomic.ts';
+import type { DType } from '../graph/tensor.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
 import type { Diagnosis } from '../train/diagnose.ts';
 import { type ProbeFeatures, checkHead, fitProbe, saveProbe } from './fit.ts';
 
-export interface TrainTextOptions { data: string; out: string; backbone?: string; cut?: 'mean' | 'sif'; head?: 'linear' | 'mlp' | 'knn'; val?: number; epochs?: number; lr?: number; seed?: number; threads?: number; log?: (s: string) => void }
+/** Word vectors pool by 'mean' or 'sif'; encoders by 'cls' or 'mean'. */
+export type TextCut = 'mean' | 'sif' | 'cls';
+
+export interface TrainTextOptions {
+  data: string; out: string; backbone?: string; cut?: TextCut; head?: 'linear' | 'mlp' | 'knn'; val?: number; epochs?: number; lr?: number; seed?: number;
+  threads?: number; log?: (s: string) => void;
+  /** Encoders: use the feature cache (default true), and where it lives. */
+  cache?: boolean; cacheRoot?: string;
+  /** Encoders: a lower token limit than the encoder's own. */
+  maxLength?: number;
+}
 
 export interface TrainTextResult {
   out: string; labels: string[]; backbone: string; cut: string; cutScores: Record<string, number>; head: string; trainAccuracy: number;
-  valAccuracy: number | null; valMacroF1: number | null; oovOnly: number; seconds: number; diagnosis: Diagnosis;
+  valAccuracy: number | null; valMacroF1: number | null; oovOnly: number; truncated: number; seconds: number; diagnosis: Diagnosis;
 }
 
 function pool(wv: WordVectors, texts: string[], how: 'mean' | 'sif', sif: SifModel | null): Float32Array {
   return how === 'mean' ? meanPool(wv, texts).vectors : sifPool(wv, texts, { model: sif! }).vectors;
 }
 
+function checkCut(cut: TextCut | undefined, encoder: boolean, id: string): void {
+  if (cut === undefined) return;
+  const ok = encoder ? cut === 'cls' || cut === 'mean' : cut === 'mean' || cut === 'sif';
+  if (!ok) {
+    throw new GraftError('E_BAD_OPTION', `--cut ${cut} does not apply to ${encoder ? 'the text encoder' : 'the word vectors'} ${id}`,
+      encoder ? 'A text encoder pools by --cut cls or --cut mean (or leave --cut out to choose by cross-validation).'
+        : 'Word vectors pool by --cut mean or --cut sif (or leave --cut out to choose by cross-validation).');
+  }
+}
+
 export async function trainText(o: TrainTextOptions): Promise<TrainTextResult> {
+  const id = o.backbone ?? 'glove-100d';
+  const encoder = isTextEncoder(id);
+  checkCut(o.cut, encoder, id);
+  return encoder ? trainEncoder(o, id) : trainWordVectors(o, id);
+}
+
+/** The stratified train/validation split of the table, as indices. */
+function splitOf(y: Int32Array, o: TrainTextOptions): { train: Int32Array; val: Int32Array } {
+  return (o.val ?? 0.2) > 0 ? stratifiedSplit(y, o.val ?? 0.2, o.seed ?? 0) : { train: Int32Array.from(y.keys()), val: new Int32Array(0) };
+}
+
+async function trainWordVectors(o: TrainTextOptions, id: string): Promise<TrainTextResult> {
   const t0 = performance.now();
   const head = checkHead(o.head ?? 'linear');
-  const seed = o.seed ?? 0;
-  const id = o.backbone ?? 'glove-100d';
   const table = readTextTable(o.data);
   const { classes, y } = encodeLabels(table.labels!);
   checkClasses(classes, y);
   const wv = loadWordVectors(id);
   o.log?.(`word vectors ${id}: ${wv.size} words x ${wv.dim} (${wv.loadedFrom}, ${wv.seconds.toFixed(1)} s)`);
-  const split = (o.val ?? 0.2) > 0 ? stratifiedSplit(y, o.val ?? 0.2, seed) : { train: Int32Array.from(y.keys()), val: new Int32Array(0) };
+  const split = splitOf(y, o);
   const pick = (idx: Int32Array) => Array.from(idx, (i) => table.texts[i]!);
   const trTexts = pick(split.train);
   const vaTexts = pick(split.val);
   const sif = fitSif(wv, trTexts);
-  const ways = o.cut ? [o.cut] : (['mean', 'sif'] as const);
+  const ways = o.cut ? [o.cut as 'mean' | 'sif'] : (['mean', 'sif'] as const);
   const feats: ProbeFeatures = {
     train: new Map(ways.map((w) => [w, { x: pool(wv, trTexts, w, sif), d: wv.dim }])),
     val: vaTexts.length ? new Map(ways.map((w) => [w, { x: pool(wv, vaTexts, w, sif), d: wv.dim }])) : null,
@@ -60,17 +108,141 @@ export async function trainText(o: TrainTextOptions): Promise<TrainTextResult> {
     });
     return {
       out: o.out, labels: classes, backbone: id, cut: p.cut, cutScores: p.cutScores, head, trainAccuracy: p.trainAccuracy, valAccuracy: p.valAccuracy,
-      valMacroF1: p.valMacroF1, oovOnly, seconds: (performance.now() - t0) / 1000, diagnosis: p.diagnosis,
+      valMacroF1: p.valMacroF1, oovOnly, truncated: 0, seconds: (performance.now() - t0) / 1000, diagnosis: p.diagnosis,
     };
   } finally {
     await p.learner.dispose();
   }
 }
 
-/** Class probabilities for texts, pooled as the model was trained. */
-export async function predictTexts(dir: string, texts: string[]): Promise<{ labels: string[]; probs: Float32Array }> {
-  const model = await loadModel(dir);
+/** What graft.json records for a token-ids model: how predict tokenizes and feeds it. */
+interface TokenPreprocess {
+  encoder: string;
+  pooling: TextPooling;
+  maxLength: number;
+  padId: number;
+  inputs: { ids: string; mask: string | null; types: string | null };
+  dtypes: Record<string, DType>;
+  /** Tokenizer files in the model folder, with their sha256. */
+  tokenizer: Record<string, string>;
+}
+
+/** Writes a model folder with extra files, atomically as a whole: saved into a temp folder, then renamed. */
+function saveFolderWith(out: string, files: Record<string, Uint8Array>, save: (dir: string) => void): void {
+  const tmp = tempName(out);
   try {
+    save(tmp);
+    for (const [name, data] of Object.entries(files)) writeFileAtomic(join(tmp, name), data);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  let old: string | null = null;
+  if (existsSync(out)) {
+    old = tempName(`${out}.old`);
+    renameSync(out, old);
+  }
+  renameSync(tmp, out);
+  if (old) rmSync(old, { recursive: true, force: true });
+}
+
+async function trainEncoder(o: TrainTextOptions, id: string): Promise<TrainTextResult> {
+  const t0 = performance.now();
+  const head = checkHead(o.head ?? 'linear');
+  const table = readTextTable(o.data);
+  const { classes, y } = encodeLabels(table.labels!);
+  checkClasses(classes, y);
+  const enc = await loadTextEncoder(id, o.maxLength ? { maxLength: o.maxLength } : {});
+  const tok = enc.tokenizer;
+  o.log?.(`text encoder ${id}: hidden ${enc.hidden}, ${tok.vocabSize} tokens, up to ${tok.maxLength} tokens per text (${enc.modelPath})`);
+  const ways: TextPooling[] = o.cut ? [o.cut as TextPooling] : [...POOLINGS];
+  const emb = await embedTexts(enc, table.texts, ways, {
+    ...(o.threads ? { threads: o.threads } : {}), ...(o.cacheRoot ? { cacheRoot: o.cacheRoot } : {}), cache: o.cache ?? true, ...(o.log ? { log: o.log } : {}),
+  });
+  if (emb.cacheHits) o.log?.(`${emb.cacheHits} of ${table.texts.length} text(s) from the feature cache`);
+  const split = splitOf(y, o);
+  const d = emb.dim;
+  const rows = (x: Float32Array, idx: Int32Array) => {
+    const out = new Float32Array(idx.length * d);
+    idx.forEach((i, r) => out.set(x.subarray(i * d, (i + 1) * d), r * d));
+    return out;
+  };
+  const hasVal = split.val.length > 0;
+  const feats: ProbeFeatures = {
+    train: new Map(ways.map((w) => [w, { x: rows(emb.features.get(w)!, split.train), d }])),
+    val: hasVal ? new Map(ways.map((w) => [w, { x: rows(emb.features.get(w)!, split.val), d }])) : null,
+    yTrain: Int32Array.from(split.train, (i) => y[i]!), yVal: hasVal ? Int32Array.from(split.val, (i) => y[i]!) : null, classes,
+  };
+  const p = await fitProbe(feats, { ...o, head });
+  try {
+    const cut = p.cut as TextPooling;
+    const { graph, inputs } = encoderWithHead(enc, cut, p.learner.inferenceGraph('softmax'));
+    const files: Record<string, Uint8Array> = {};
+    for (const f of TOKENIZER_FILES) if (tok.files[f]) files[f] = tok.files[f];
+    const pre: TokenPreprocess = {
+      encoder: id, pooling: cut, maxLength: tok.maxLength, padId: tok.padId, inputs: { ids: inputs.ids, mask: inputs.mask, types: inputs.types }, dtypes: inputs.dtypes,
+      tokenizer: Object.fromEntries(Object.entries(files).map(([f, b]) => [f, sha256(b)])),
+    };
+    saveFolderWith(o.out, files, (dir) => saveProbe(dir, p, feats, {
+      ...o,
+      input: { name: inputs.ids, kind: 'token-ids', columns: [], shape: [tok.maxLength], preprocess: pre },
+      backbone: { id, sha256: enc.sha256, cut },
+      graph,
+      data: { path: o.data, texts: table.texts.length },
+      extraMetrics: { truncated: emb.truncated },
+    }));
+    return {
+      out: o.out, labels: classes, backbone: id, cut, cutScores: p.cutScores, head, trainAccuracy: p.trainAccuracy, valAccuracy: p.valAccuracy,
+      valMacroF1: p.valMacroF1, oovOnly: 0, truncated: emb.truncated, seconds: (performance.now() - t0) / 1000, diagnosis: p.diagnosis,
+    };
+  } finally {
+    await p.learner.dispose();
+  }
+}
+
+export interface PredictTextOptions {
+  threads?: number;
+  /** Receives the warning when texts are truncated. */
+  log?: (s: string) => void;
+}
+
+/** The tokenizer a token-ids model folder keeps, checked against the sha256 in graft.json. */
+function folderTokenizer(dir: string, pre: TokenPreprocess): TextTokenizer {
+  const damaged = (what: string) => new GraftError('E_MODEL_CORRUPT', `model folder ${dir} is damaged: ${what}`,
+    'Train the model again (graft train ... --out DIR), or restore the folder from a backup.');
+  if (!pre || typeof pre.tokenizer !== 'object' || !pre.inputs || typeof pre.maxLength !== 'number') throw damaged('graft.json lacks the tokenizer settings');
+  const files: Record<string, Uint8Array> = {};
+  for (const [f, want] of Object.entries(pre.tokenizer)) {
+    if (!(TOKENIZER_FILES as readonly string[]).includes(f)) throw damaged(`graft.json names an unexpected tokenizer file "${f}"`);
+    const p = join(dir, f);
+    if (!existsSync(p)) throw damaged(`${f} is missing`);
+    const b = readFileSync(p);
+    if (sha256(b) !== want) throw damaged(`${f} does not match the sha256 recorded in graft.json`);
+    files[f] = b;
+  }
+  return new TextTokenizer(files, pre.maxLength, dir);
+}
+
+async function predictTokens(model: LoadedModel, dir: string, texts: string[], o: PredictTextOptions): Promise<Float32Array> {
+  const pre = model.card.input.preprocess as TokenPreprocess;
+  const tok = folderTokenizer(dir, pre);
+  const t = tok.encode(texts);
+  warnTruncated(t.truncated, texts.length, tok.maxLength, o.log, `the encoder ${pre.encoder}`);
+  const inputs: TokenInputs = { ...pre.inputs, dtypes: pre.dtypes ?? {} };
+  const name = model.card.outputs.probabilities;
+  const r = await runTokens(model.session, inputs, pre.padId ?? tok.padId, t, [name], o);
+  return r.get(name)!.x;
+}
+
+/** Class probabilities for texts, pooled (or tokenized) as the model was trained. */
+export async function predictTexts(dir: string, texts: string[], o: PredictTextOptions = {}): Promise<{ labels: string[]; probs: Float32Array }> {
+  const model = await loadModel(dir, o.threads ? { threads: o.threads } : {});
+  try {
+    if (model.card.input.kind === 'token-ids') return { labels: model.card.labels, probs: await predictTokens(model, dir, texts, o) };
+    if (model.card.input.kind !== 'pooled-word-vectors') {
+      throw new GraftError('E_BAD_OPTION', `model ${dir} takes ${model.card.input.kind === 'features' ? 'numeric CSV rows' : model.card.input.kind === 'image' ? 'images' : 'audio clips'}, not texts`,
+        'Pass data of the kind the model was trained on.');
+    }
     const pre = model.card.input.preprocess as { vectors: string; pooling: 'mean' | 'sif'; sif?: { a: number; component: number[] } };
     const wv = loadWordVectors(pre.vectors);
     const sif: SifModel | null = pre.sif ? { a: pre.sif.a, component: Float32Array.from(pre.sif.component), freq: 'zipf', weights: sifWeights(wv, { a: pre.sif.a }).weights } : null;
@@ -81,9 +253,9 @@ export async function predictTexts(dir: string, texts: string[]): Promise<{ labe
   }
 }
 
-export async function evalText(dir: string, data: string): Promise<{ accuracy: number; macroF1: number; n: number }> {
+export async function evalText(dir: string, data: string, o: PredictTextOptions = {}): Promise<{ accuracy: number; macroF1: number; n: number }> {
   const t = readTextTable(data);
-  const { labels, probs } = await predictTexts(dir, t.texts);
+  const { labels, probs } = await predictTexts(dir, t.texts, o);
   const { y } = encodeLabels(t.labels!, labels);
   const pred = argmaxRows(probs, labels.length);
   return { accuracy: accuracy(y, pred), macroF1: macroF1(y, pred, labels.length), n: y.length };

@@ -215,7 +215,7 @@ export async function evaluateForReport(dir: string, o: EvaluateOptions = {}): P
     return { result: { data: c.data, origin: c.origin, description, ...(caveat ? { caveat } : {}), skipped: 0, labels, ...omitWrong(s), worst } };
   }
 
-  if (kind === 'pooled-word-vectors') {
+  if (kind === 'pooled-word-vectors' || kind === 'token-ids') {
     if (isDir(c.data)) throw new GraftError('E_BAD_OPTION', `model ${dir} takes texts, not a folder (${c.data})`, 'Pass --data with a labelled CSV (text,label) or JSONL file.');
     const t = readTextTable(c.data);
     let idx: Int32Array = Int32Array.from({ length: t.texts.length }, (_, i) => i);
