@@ -515,6 +515,9 @@ export async function hubFile(repo: string, path: string, opts: HubFileOptions =
  * Several files of one repository at one revision, in one local folder that keeps the repo's layout
  * (so `loadOnnxFolder(snapshot.dir)` finds `onnx/model.onnx` and its external data beside it).
  */
+/** A hub model id: owner/name, optionally @revision. */
+export const HUB_ID = /^([A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*)(?:@([A-Za-z0-9._/-]+))?$/;
+
 export async function hubSnapshot(repo: string, files: string[], opts: HubSnapshotOptions = {}): Promise<HubSnapshot> {
   const { sha256: hashes = {}, optional = [], ...rest } = opts;
   const s = settings(repo, rest);

@@ -14,6 +14,8 @@ import { defaultCacheDir } from '../features/cache.ts';
 import { type BackboneEntry, findBackbone } from './registry.ts';
 import { convertTfjsLayers, loadTfjsLayers } from './tfjs.ts';
 import { checkOnnxFile, loadOnnxFolder } from './onnxfile.ts';
+import { HUB_ID, hubSnapshot } from './hub.ts';
+import { REGISTRY } from './registry.ts';
 import { GraphBuilder } from '../graph/builder.ts';
 import { statSync } from 'node:fs';
 import type { CutPoint, ImagePreprocess, LayerGroup } from './types.ts';
@@ -71,8 +73,28 @@ const CONVERTER_VERSION = 3;
 
 interface CachedMeta { inputName: string; preprocess: ImagePreprocess; cuts: CutPoint[]; groups: LayerGroup[]; sha256: string }
 
+/** owner/name[@rev], but not a missing local .onnx path. */
+const isHubId = (id: string) => HUB_ID.test(id) && !/\.onnx$/i.test(id);
+
+/** A registry id of an image backbone, a local path, or a hub id; anything else is a typed error now. */
+export function checkImageBackboneId(id: string): void {
+  if (existsSync(id)) return;
+  const reg = REGISTRY.find((r) => r.id === id);
+  if (reg && reg.modality !== 'image') throw new GraftError('E_BAD_OPTION', `backbone ${id} is a ${reg.modality} backbone, not an image one`, 'Pick an image backbone (graft backbones).');
+  if (!reg && !isHubId(id)) findBackbone(id); // throws the unknown-backbone error with the list
+}
+
 export async function loadImageBackbone(id: string, cacheRoot = defaultCacheDir(), extraCut?: string): Promise<ImageBackbone> {
   if (existsSync(id)) return loadOnnxImageBackbone(id, extraCut);
+  const hub = isHubId(id) ? HUB_ID.exec(id) : null;
+  if (hub && !REGISTRY.some((r) => r.id === id)) {
+    // A hub id (owner/name[@revision]): the hub layout, downloaded once, pinned, hashed, then offline.
+    const snap = await hubSnapshot(hub[1]!, ['onnx/model.onnx'], {
+      ...(hub[2] ? { revision: hub[2] } : {}), optional: ['config.json', 'preprocessor_config.json', 'onnx/model.onnx_data'],
+    });
+    const bb = loadOnnxImageBackbone(snap.dir, extraCut);
+    return { ...bb, id: `${snap.repo}@${snap.commit ?? snap.revision}` };
+  }
   const entry = findBackbone(id);
   if (entry.modality !== 'image' || entry.format !== 'tfjs-layers') {
     throw new GraftError('E_BAD_OPTION', `backbone ${id} is a ${entry.modality} backbone, not an image one`, 'Pick an image backbone (graft backbones).');

@@ -1,6 +1,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -99,4 +100,42 @@ test('a local ONNX file works as a backbone, checked first; --cut names any of i
   const bad = join(dir, 'bad.onnx');
   writeFileSync(bad, readFileSync(onnx).subarray(0, 500));
   assert.match(graft('train', train, '--backbone', bad, '--out', join(dir, 'never2')).stderr, /error \[E_ONNX_PARSE\]/);
+});
+
+test('a hub id works as an image backbone: downloaded once in the hub layout, then offline from the cache', async () => {
+  const onnx = readFileSync(new URL('../../fixtures/torch/tiny_cnn.onnx', import.meta.url).pathname);
+  const files = new Map<string, Uint8Array>([
+    ['onnx/model.onnx', onnx],
+    ['preprocessor_config.json', Buffer.from(JSON.stringify({ do_center_crop: false, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5], rescale_factor: 1 / 255 }))],
+  ]);
+  const requests: string[] = [];
+  const server = http.createServer((req, res) => {
+    requests.push(req.url ?? '');
+    const m = /^\/acme\/tiny-cnn\/resolve\/main\/(.+)$/.exec(new URL(req.url ?? '/', 'http://127.0.0.1').pathname);
+    const body = m ? files.get(decodeURIComponent(m[1]!)) : undefined;
+    if (!body) return res.writeHead(404, { 'x-error-code': 'EntryNotFound' }).end();
+    res.writeHead(200, { 'content-length': body.length, 'x-repo-commit': 'b'.repeat(40) }).end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const endpoint = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const run = (env: Record<string, string>, out: string) => new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const c = spawn(process.execPath, [BIN, 'train', train, '--backbone', 'acme/tiny-cnn', '--cut', '/2/Relu_output_0', '--out', out, '--json'],
+      { env: { ...process.env, GRAFT_THREADS: '2', GRAFT_CACHE_DIR: cache, ...env } });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => (stdout += d));
+    c.stderr.on('data', (d) => (stderr += d));
+    c.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+  try {
+    const r = await run({ GRAFT_HUB_ENDPOINT: endpoint }, join(dir, 'hub1'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(requests.some((u) => u.endsWith('/onnx/model.onnx')));
+    const card = JSON.parse(readFileSync(join(dir, 'hub1', 'graft.json'), 'utf8'));
+    assert.equal(card.backbone.id, `acme/tiny-cnn@${'b'.repeat(40)}`);
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+  const off = await run({ GRAFT_HUB_ENDPOINT: endpoint, GRAFT_OFFLINE: '1' }, join(dir, 'hub2'));
+  assert.equal(off.code, 0, `offline from the cache: ${off.stderr}`);
 });

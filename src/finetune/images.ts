@@ -9,8 +9,8 @@
 import { existsSync, rmSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { GraftError } from '../errors.ts';
-import { type ImageBackbone, loadImageBackbone } from '../backbones/image.ts';
-import { defaultBackbone, findBackbone } from '../backbones/registry.ts';
+import { type ImageBackbone, checkImageBackboneId, loadImageBackbone } from '../backbones/image.ts';
+import { defaultBackbone } from '../backbones/registry.ts';
 import { type BackboneNetwork, backboneNetwork } from '../backbones/trainable.ts';
 import type { CutPoint, ImagePreprocess } from '../backbones/types.ts';
 import { decodeAll, readImageFolder } from '../data/folders.ts';
@@ -105,7 +105,7 @@ async function prepare(o: FineTuneImagesOptions, kind: PolicyKind, log: (s: stri
   const seed = o.seed ?? 0;
   const folder = readImageFolder(o.data, { valFraction: o.val ?? 0.2, seed });
   const bbId = o.backbone ?? defaultBackbone('image').id;
-  if (!existsSync(bbId) && findBackbone(bbId).modality !== 'image') throw new GraftError('E_BAD_OPTION', `backbone ${bbId} is not an image backbone`, 'Pick an image backbone (graft backbones).');
+  checkImageBackboneId(bbId);
   const bb = await loadImageBackbone(bbId, o.cacheRoot);
   const size: [number, number] = o.size ? [o.size, o.size] : bb.preprocess.size;
   if (o.size !== undefined && !(Number.isInteger(o.size) && o.size >= 32 && o.size <= 1024)) {

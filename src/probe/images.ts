@@ -5,8 +5,8 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { GraftError } from '../errors.ts';
-import { type ImageBackbone, findCut, loadImageBackbone } from '../backbones/image.ts';
-import { defaultBackbone, findBackbone } from '../backbones/registry.ts';
+import { type ImageBackbone, checkImageBackboneId, findCut, loadImageBackbone } from '../backbones/image.ts';
+import { defaultBackbone } from '../backbones/registry.ts';
 import type { CutPoint } from '../backbones/types.ts';
 import { readImageFolder, decodeAll } from '../data/folders.ts';
 import { embedImages } from '../features/embed.ts';
@@ -62,7 +62,7 @@ export async function trainImages(o: TrainImagesOptions): Promise<TrainImagesRes
   const head = checkHead(o.head ?? 'linear');
   const folder = readImageFolder(o.data, { valFraction: o.val ?? 0.2, seed });
   const bbId = o.backbone ?? defaultBackbone('image').id;
-  if (!existsSync(bbId) && findBackbone(bbId).modality !== 'image') throw new GraftError('E_BAD_OPTION', `backbone ${bbId} is not an image backbone`, 'Pick an image backbone (graft backbones).');
+  checkImageBackboneId(bbId);
   const bb = await loadImageBackbone(bbId, o.cacheRoot, o.cut);
   const cuts = o.cut ? [findCut(bb, o.cut)] : candidateCuts(bb);
   const embedOpts = {
