@@ -86,7 +86,7 @@ async function fitEval(net: Network, train: Dataset, test: Dataset, o: { lr: num
 async function fineTuneEval(net: Network, train: Dataset, test: Dataset, o: { seed: number; threads: number; curve?: number[] }): Promise<number> {
   const l = new Learner({ net, train, val: test, batchSize: 32, seed: o.seed, threads: o.threads, optimizer: { kind: 'adamw', weightDecay: 0.01 } });
   const epochs = epochsFor(train.n, 32);
-  await runStages(l, planStages(net.groups, 'finetune', { epochs: Math.max(1, epochs - 2), freezeEpochs: 2, lr: 2e-3, headLr: 3e-3 }));
+  await runStages(l, planStages(net.groups, 'finetune', { epochs: Math.max(1, epochs - 2), freezeEpochs: 2, lr: 2e-3, headLr: 3e-3 }), () => {}, { fallback: false }); // val is the test set here: no selection on it
   if (o.curve) o.curve.push(...l.history.map((h) => h.valAccuracy!));
   const acc = l.history.at(-1)!.valAccuracy!;
   await l.dispose();

@@ -50,7 +50,8 @@ test('graft train --mode finetune: head first, then the top groups with discrimi
   const card = JSON.parse(readFileSync(join(out, 'graft.json'), 'utf8'));
   assert.equal(card.training.mode, 'finetune');
   assert.deepEqual(card.input.shape, [3, 64, 64]);
-  assert.equal(card.history.length, 4, 'one head epoch + three fine-tuning epochs');
+  assert.equal(card.history.length, 6, 'three head epochs + three fine-tuning epochs');
+  assert.ok(['head', 'fine-tune'].includes(card.training.kept));
   assert.ok(card.diagnosis.summary.length > 10);
 
   // The saved graph alone, in plain onnxruntime-node, from prepared pixels gives graft predict's probabilities.

@@ -68,6 +68,9 @@ export interface FineTuneImagesResult {
   backbone: string;
   mode: string;
   stages: StageRecord[];
+  /** The stage whose weights were kept ('head' when fine-tuning ended below the head-only stage). */
+  kept: string;
+  note: string | null;
   trainedGroups: string[];
   cachedPrefix: string | null;
   trainAccuracy: number;
@@ -217,7 +220,7 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
       learner.loadCheckpoint(ckpt);
       log(`resuming from ${ckpt}`);
     }
-    const done = await runStages(learner, stages, log);
+    const { stages: done, kept, note } = await runStages(learner, stages, log);
     const trainEval = await learner.evaluate(p.train);
     let valAccuracy: number | null = null;
     let valMacroF1: number | null = null;
@@ -246,7 +249,7 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
       training: {
         mode: kind, stages: done, trainedGroups, cachedPrefix: p.cachedPrefix, augment: !!o.augment, l2sp: o.l2sp ?? 0, mixup: o.mixup ?? 0,
         labelSmoothing: o.labelSmoothing ?? 0, bn: o.bn ?? 'frozen', size: [h, wd], batchSize: o.batchSize ?? 32, epochs, lr: o.lr ?? 1e-3,
-        lrMult: o.lrMult ?? 0.5, seed, optimizer: learner.opt.options, bestEpoch: early.bestEpoch,
+        lrMult: o.lrMult ?? 0.5, seed, optimizer: learner.opt.options, bestEpoch: early.bestEpoch, kept, ...(note ? { note } : {}),
       },
       metrics: { trainAccuracy: trainEval.accuracy, valAccuracy, valMacroF1, nTrain: p.train.n, nVal: p.val?.n ?? 0, skipped: p.skipped },
       history: learner.history, diagnosis,
@@ -254,7 +257,7 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
     }, graph.toBytes());
     rmSync(ckpt, { force: true });
     return {
-      out: o.out, labels: folder.classes, backbone: p.bb.id, mode: kind, stages: done, trainedGroups, cachedPrefix: p.cachedPrefix,
+      out: o.out, labels: folder.classes, backbone: p.bb.id, mode: kind, stages: done, kept, note, trainedGroups, cachedPrefix: p.cachedPrefix,
       trainAccuracy: trainEval.accuracy, valAccuracy, valMacroF1, bestEpoch: early.bestEpoch >= 0 ? early.bestEpoch : null, skipped: p.skipped,
       seconds: (performance.now() - t0) / 1000, diagnosis,
     };

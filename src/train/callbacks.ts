@@ -109,7 +109,7 @@ export class EarlyStopping implements Callback {
     if (s === undefined) return;
     if (s < this.best - this.minDelta) {
       this.best = s;
-      this.bestEpoch = l.history.at(-1)!.epoch;
+      this.bestEpoch = l.history.length - 1; // counted over the whole run (all fits, all stages)
       this.wait = 0;
       if (this.restoreBest) this.bestWeights = l.snapshotWeights();
     } else if (++this.wait >= this.patience) {

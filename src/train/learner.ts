@@ -360,6 +360,13 @@ export class Learner {
       }
     } catch (e) {
       if (!(e instanceof CancelFit)) {
+        // A diverged fit still ends like a fit (early stopping puts back its best weights) before the
+        // error goes up; the current weights are the last good step's.
+        if (e instanceof GraftError && e.code === 'E_DIVERGED') {
+          try { await this.fire('afterFit'); } catch { /* the divergence is the error to report */ }
+          this.epochsDone = 0;
+          this.fitKey = '';
+        }
         this.fitting = false;
         throw e;
       }

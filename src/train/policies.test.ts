@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { discriminativeLrs, lowestTrainable, planStages } from './policies.ts';
+import { StageTracker, discriminativeLrs, lowestTrainable, planStages, runStages } from './policies.ts';
 import { Learner, mixBatch } from './learner.ts';
 import { mlpHead } from '../heads/heads.ts';
 import { GraftError } from '../errors.ts';
@@ -14,8 +14,8 @@ test('discriminative rates: the head gets lr, each group down lr * mult more', (
 
 test('fineTune plan: head-only epochs, then the unfrozen groups with discriminative rates and one-cycle', () => {
   const s = planStages(GROUPS, 'finetune', { epochs: 4, lr: 1e-3, unfreeze: 2 });
-  assert.deepEqual(s.map((x) => [x.name, x.trainFrom, x.epochs]), [['head', 5, 1], ['fine-tune', 3, 4]]);
-  assert.deepEqual(s[0]!.lr, GROUPS.map(() => 2e-3));
+  assert.deepEqual(s.map((x) => [x.name, x.trainFrom, x.epochs]), [['head', 5, 3], ['fine-tune', 3, 4]]);
+  assert.deepEqual(s[0]!.lr, GROUPS.map(() => 3e-3));
   assert.deepEqual(s[1]!.lr.slice(3), [2.5e-4, 5e-4, 1e-3]);
   assert.equal(s[1]!.schedule.kind, 'one-cycle');
   const all = planStages(GROUPS, 'finetune', { epochs: 2, lr: 1e-3, freezeEpochs: 0 });
@@ -82,4 +82,25 @@ test('L2-SP: after each step the weights move lr * alpha of the way back to thei
     for (let i = 0; i < w.length; i++) assert.ok(Math.abs(w[i]! - (wp[i]! - 0.01 * 2 * (wp[i]! - w0[i]!))) < 1e-6, `${name}[${i}]`);
   }
   assert.throws(() => make(-1), (e: unknown) => e instanceof GraftError && e.code === 'E_BAD_OPTION');
+});
+
+test('fine-tuning never ends below its head-only stage on validation: a destructive stage falls back to the probe', async () => {
+  const d = loadDigits();
+  const rows = (from: number, to: number) => ({ x: Float32Array.from(d.rows.slice(from, to).flat(), (v) => v / 16), y: d.y.slice(from, to), n: to - from });
+  const train = rows(0, 600);
+  const val = rows(600, 900);
+  const net = mlpHead({ inputDim: 64, classes: 10, hidden: [128], dropout: 0, seed: 1 });
+  // Two groups: the hidden layer ("backbone") and the output ("head").
+  for (const p of net.params) p.group = p.name.startsWith('hidden') ? 0 : 1;
+  net.groups = ['body', 'head'];
+  const l = new Learner({ net, train, val, batchSize: 32, seed: 0, threads: 1, callbacks: [new StageTracker()] }); // no early stopping: the fallback alone
+  // A rate of 5 with AdamW wrecks the hidden layer in the second stage.
+  const stages = planStages(net.groups, 'finetune', { epochs: 3, lr: 5, headLr: 0.03, freezeEpochs: 8, lrMult: 1 });
+  const r = await runStages(l, stages);
+  const head = r.stages[0]!.valAccuracy!;
+  const final = (await l.evaluate(val)).accuracy;
+  assert.ok(head > 0.8, `head-only stage ${head}`);
+  assert.ok(final >= head, `final ${final} >= head-only ${head}`);
+  assert.equal(r.kept, 'head');
+  assert.match(r.note!, /below the head-only stage|diverged/);
 });

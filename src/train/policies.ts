@@ -23,9 +23,9 @@ export interface PolicyOptions {
   lrMult?: number;
   /** Train only the top N backbone groups (plus the head); default all. */
   unfreeze?: number;
-  /** Head-only epochs before unfreezing (finetune; default 1). */
+  /** Head-only epochs before unfreezing (finetune; default 3: a real probe to fall back on). */
   freezeEpochs?: number;
-  /** Rate of the head-only stage (default lr * 2, as its weights start from scratch). */
+  /** Rate of the head-only stage (default 3e-3, a probe's rate: its weights start from scratch). */
   headLr?: number;
 }
 
@@ -64,10 +64,10 @@ export function planStages(groups: string[], kind: PolicyKind, o: PolicyOptions)
   if (!(mult > 0 && mult <= 1)) throw new GraftError('E_BAD_OPTION', `--lr-mult must be in (0, 1], got ${mult}`, 'Earlier groups get smaller rates: use e.g. 0.5.');
   const lowest = lowestTrainable(k, kind, o);
   const oneCycle: ScheduleOptions = { kind: 'one-cycle' };
-  const headLr = o.headLr ?? o.lr * 2;
+  const headLr = o.headLr ?? 3e-3;
   if (kind === 'probe') return [{ name: 'head', trainFrom: k - 1, epochs: o.epochs, lr: groups.map(() => o.lr), schedule: oneCycle }];
   if (kind === 'finetune') {
-    const fe = o.freezeEpochs ?? 1;
+    const fe = o.freezeEpochs ?? 3;
     const stages: Stage[] = [];
     if (fe > 0 && lowest < k - 1) stages.push({ name: 'head', trainFrom: k - 1, epochs: fe, lr: groups.map(() => headLr), schedule: oneCycle });
     stages.push({ name: 'fine-tune', trainFrom: lowest, epochs: o.epochs, lr: discriminativeLrs(k, o.lr, mult), schedule: oneCycle });
@@ -85,20 +85,43 @@ export class StageTracker implements Callback {
   name = 'policy-stage';
   order = 10;
   stage = 0;
-  state(): Record<string, unknown> { return { stage: this.stage }; }
-  loadState(s: Record<string, unknown>): void { this.stage = Number(s['stage'] ?? 0); }
+  /** The head-only stage's weights and validation accuracy (the fallback), kept across a resume. */
+  probe: { weights: Map<string, Float32Array>; acc: number } | null = null;
+  state(): Record<string, unknown> { return { stage: this.stage, probeAcc: this.probe?.acc ?? null }; }
+  loadState(s: Record<string, unknown>): void {
+    this.stage = Number(s['stage'] ?? 0);
+    this.pendingAcc = typeof s['probeAcc'] === 'number' ? s['probeAcc'] : null;
+  }
+  arrays(): Record<string, { shape: number[]; data: Float32Array }> {
+    const out: Record<string, { shape: number[]; data: Float32Array }> = {};
+    if (this.probe) for (const [k, v] of this.probe.weights) out[k] = { shape: [v.length], data: v };
+    return out;
+  }
+  loadArrays(a: Record<string, Float32Array>): void {
+    if (this.pendingAcc !== null && Object.keys(a).length) this.probe = { weights: new Map(Object.entries(a)), acc: this.pendingAcc };
+  }
+  private pendingAcc: number | null = null;
 }
 
-export interface StageRecord { name: string; trainFrom: number; groups: string[]; epochs: number; lr: number[]; epochsRun: number }
+export interface StageRecord { name: string; trainFrom: number; groups: string[]; epochs: number; lr: number[]; epochsRun: number; diverged?: boolean; valAccuracy?: number }
+
+/** How a staged run ended: which stage's weights were kept, and why. */
+export interface StagesResult { stages: StageRecord[]; kept: string; note: string | null }
 
 /**
- * Fits the stages in order. With a StageTracker among the learner's callbacks and a checkpoint loaded,
+ * Fits the stages in order. Unless `fallback` is false, a run whose final validation accuracy is below
+ * its head-only stage's ends on the head-only weights (the learner's validation set must then be held
+ * out for selection, not the test set). With a StageTracker among the learner's callbacks and a checkpoint loaded,
  * stages before the tracked one are skipped and the tracked one continues where it stopped.
  */
-export async function runStages(l: Learner, stages: Stage[], log: (s: string) => void = () => {}): Promise<StageRecord[]> {
+export async function runStages(l: Learner, stages: Stage[], log: (s: string) => void = () => {}, o: { fallback?: boolean } = {}): Promise<StagesResult> {
   const tracker = l.callbacks.find((c): c is StageTracker => c instanceof StageTracker);
   const start = tracker?.stage ?? 0;
   const out: StageRecord[] = [];
+  const top = l.net.groups.length - 1;
+  // The head-only stage is a probe of the frozen backbone: fine-tuning must not end below it.
+  let probe: { weights: Map<string, Float32Array>; acc: number } | null = tracker?.probe ?? null;
+  let note: string | null = null;
   for (let i = 0; i < stages.length; i++) {
     const s = stages[i]!;
     const rec: StageRecord = { name: s.name, trainFrom: s.trainFrom, groups: l.net.groups.slice(s.trainFrom), epochs: s.epochs, lr: s.lr, epochsRun: 0 };
@@ -112,10 +135,35 @@ export async function runStages(l: Learner, stages: Stage[], log: (s: string) =>
     }
     log(`stage ${i + 1}/${stages.length}: ${s.name} [${rec.groups.join(', ')}], ${s.epochs} epoch(s), lr ${fmtLrs(s.lr.slice(s.trainFrom))}`);
     const before = l.history.length;
-    await l.fit(s.epochs, { lr: s.lr, schedule: s.schedule });
+    try {
+      await l.fit(s.epochs, { lr: s.lr, schedule: s.schedule });
+    } catch (e) {
+      // A later stage that diverges ends the run on the best weights so far instead of losing it.
+      if (!(e instanceof GraftError && e.code === 'E_DIVERGED') || i === 0) throw e;
+      rec.diverged = true;
+      note = `stage ${s.name} diverged (${e.message}); kept the best weights before it. Lower the learning rate or unfreeze fewer groups.`;
+      log(`warning: ${note}`);
+      rec.epochsRun = l.history.length - before;
+      break;
+    }
     rec.epochsRun = l.history.length - before;
+    if (l.val) rec.valAccuracy = (await l.evaluate(l.val)).accuracy;
+    if (s.trainFrom === top && l.val && i < stages.length - 1) {
+      probe = { weights: l.snapshotWeights(), acc: rec.valAccuracy! };
+      if (tracker) tracker.probe = probe;
+    }
   }
-  return out;
+  let kept = out.at(-1)?.name ?? 'none';
+  if (probe && l.val && o.fallback !== false) {
+    const acc = (await l.evaluate(l.val)).accuracy;
+    if (acc < probe.acc) {
+      l.restoreWeights(probe.weights);
+      kept = 'head';
+      note = `fine-tuning ended at validation accuracy ${acc.toFixed(4)}, below the head-only stage (${probe.acc.toFixed(4)}): kept the head-only weights.${note ? ` ${note}` : ''}`;
+      log(note);
+    }
+  }
+  return { stages: out, kept, note };
 }
 
 function fmtLrs(lrs: number[]): string {
