@@ -145,3 +145,15 @@ defineOp('LayerNormalization', {
     return out;
   },
 });
+
+// ---- CumSum (RoBERTa-style position ids; float prefix sums) --------------------------------------------
+
+defineOp('CumSum', {
+  nondiff: [1],
+  infer: same,
+  grad: (c) => {
+    // d/dx_j of sum_{i<=j} x_i is the sum of dy_i over i >= j: the cumulative sum the other way round.
+    const reverse = c.int('reverse', 0);
+    return [c.b.op1('CumSum', [c.dy(0)!, c.x(1)], { exclusive: c.int('exclusive', 0), reverse: reverse ? 0 : 1 }), null];
+  },
+});

@@ -55,6 +55,14 @@ export interface OpDef {
 
 export const OPS = new Map<string, OpDef>();
 
+/**
+ * For ops through which no gradient flows (comparisons, shape queries, integer results): every input is
+ * non-differentiable, so a gradient that reaches the op stops there instead of failing with E_GRAD_NO_RULE.
+ */
+export function noGradient(inputs: number): Pick<OpDef, 'grad' | 'nondiff'> {
+  return { nondiff: Array.from({ length: inputs }, (_, i) => i), grad: () => [] };
+}
+
 export function defineOp(op: string, def: OpDef): void {
   OPS.set(op, def);
 }

@@ -3,7 +3,7 @@ import { GraftError } from '../../errors.ts';
 import { type GraphBuilder, type Sym, staticShape } from '../builder.ts';
 import type { Dim } from '../ir.ts';
 import { type DType, sizeOf, tensor, toNumbers } from '../tensor.ts';
-import { type GradCtx, type InferCtx, type TypeInfo, defineOp, normAxis, shapeError } from './registry.ts';
+import { type GradCtx, type InferCtx, type TypeInfo, defineOp, noGradient, normAxis, shapeError } from './registry.ts';
 
 /** The gradient of any op that only rearranges or renames elements without reordering them. */
 const reshapeBack = (c: GradCtx): (Sym | null)[] => [c.b.reshape(c.dy(0)!, c.x(0).shape.map(Number))];
@@ -379,6 +379,7 @@ defineOp('Dropout', {
 // ---- shape-only ops --------------------------------------------------------------------------------------
 
 defineOp('ConstantOfShape', {
+  ...noGradient(1),
   infer: (c) => {
     const shape = constOrThrow(c, 0, 'ConstantOfShape shape');
     const v = c.node.attrs['value'];
@@ -389,6 +390,7 @@ defineOp('ConstantOfShape', {
 });
 
 defineOp('Range', {
+  ...noGradient(3),
   infer: (c) => {
     const dtype = c.inputs[0]!.dtype;
     const [s, l, d] = [0, 1, 2].map((i) => c.constInts(i)?.[0]);
