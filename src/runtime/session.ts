@@ -13,6 +13,8 @@ export interface SessionOptions {
   threads?: number;
   /** ORT graph optimisation level (default 'all'). */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** ORT's per-run memory pattern (default off: the CPU arena reuses memory across runs instead). */
+  memPattern?: boolean;
 }
 
 export function defaultThreads(): number {
@@ -49,6 +51,10 @@ export class Session {
         interOpNumThreads: 1,
         graphOptimizationLevel: opts.optimization ?? 'all',
         executionMode: 'sequential',
+        // ORT's memory pattern reserves one block per run outside its arena and frees it afterwards, so a
+        // large graph page-faults its whole activation memory on every run: a MobileNetV2 train step at
+        // batch 32 took 2.7x longer with it than with the arena's reused chunks (measured, 1 thread).
+        enableMemPattern: opts.memPattern ?? false,
       });
       return new Session(s);
     } catch (e) {
