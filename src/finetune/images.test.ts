@@ -1,23 +1,20 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { writeFashionFolder } from '../data/idx.ts';
+import { BIN, cliRunner, expectError } from '../cli/testkit.ts';
 import { prepareImage } from '../data/images.ts';
 
-const BIN = new URL('../../bin/graft.mjs', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'graft-ft-'));
 const cache = join(dir, 'cache');
 const train = join(dir, 'train');
 const testDir = join(dir, 'test');
 
-function graft(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, GRAFT_THREADS: '2', GRAFT_CACHE_DIR: cache } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout.trim().split('\n').at(-1)!) };
-}
+const graft = cliRunner(cache);
 
 // Small and fast: 64x64 inputs (MobileNetV2 is fully convolutional), 10 real Fashion-MNIST classes.
 const small = ['--size', '64', '--batch-size', '16', '--seed', '1'];
@@ -27,12 +24,6 @@ before(async () => {
   await writeFashionFolder(testDir, 't10k', 6, 0);
 });
 
-function expectError(r: ReturnType<typeof graft>, code: string) {
-  assert.equal(r.code, 2, `exit code for ${code}: ${r.stderr}`);
-  assert.match(r.stderr, new RegExp(`error \\[${code}\\]`));
-  assert.match(r.stderr, /hint: /);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-}
 
 test('graft train --mode finetune: head first, then the top groups with discriminative rates from a cached prefix; one ONNX graph from pixels', async () => {
   const out = join(dir, 'ft');
