@@ -35,12 +35,13 @@ export interface ModelCard {
 
 export const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
 
-export function saveModel(dir: string, card: Omit<ModelCard, 'files' | 'format' | 'formatVersion' | 'graftVersion'>, onnx: Uint8Array): ModelCard {
+/** Writes graft.json, model.onnx and any extra files (e.g. a tokenizer) as one atomic folder. */
+export function saveModel(dir: string, card: Omit<ModelCard, 'files' | 'format' | 'formatVersion' | 'graftVersion'>, onnx: Uint8Array, extra: Record<string, Uint8Array> = {}): ModelCard {
   const full: ModelCard = {
     format: 'graft-model', formatVersion: FORMAT_VERSION, graftVersion: GRAFT_VERSION, ...card,
     files: { 'model.onnx': { sha256: sha256(onnx), bytes: onnx.byteLength } },
   };
-  writeDirAtomic(dir, { 'model.onnx': onnx, 'graft.json': JSON.stringify(full, null, 2) + '\n' });
+  writeDirAtomic(dir, { ...extra, 'model.onnx': onnx, 'graft.json': JSON.stringify(full, null, 2) + '\n' });
   return full;
 }
 

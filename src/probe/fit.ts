@@ -104,6 +104,8 @@ export async function fitProbe(f: ProbeFeatures, o: ProbeOptions = {}): Promise<
 /** Saves a fitted probe as a model folder; `graph` is the self-contained inference graph. */
 export function saveProbe(out: string, p: ProbeFit, f: ProbeFeatures, o: ProbeOptions & {
   input: ModelCard['input']; backbone: ModelCard['backbone']; graph: Graph; data: Record<string, unknown>; extraMetrics?: Record<string, unknown>;
+  /** Files saved beside model.onnx in the same atomic write (e.g. tokenizer.json). */
+  extraFiles?: Record<string, Uint8Array>;
 }): void {
   saveModel(out, {
     createdAt: new Date().toISOString(), task: 'classification', labels: f.classes, input: o.input,
@@ -112,5 +114,5 @@ export function saveProbe(out: string, p: ProbeFit, f: ProbeFeatures, o: ProbeOp
     metrics: { trainAccuracy: p.trainAccuracy, valAccuracy: p.valAccuracy, valMacroF1: p.valMacroF1, nTrain: f.yTrain.length, nVal: f.yVal?.length ?? 0, ...o.extraMetrics },
     history: p.learner.history, diagnosis: p.diagnosis,
     provenance: { data: o.data, graft: GRAFT_VERSION, node: process.version, onnxruntime: ort.env.versions.node ?? 'unknown' },
-  }, o.graph.toBytes());
+  }, o.graph.toBytes(), o.extraFiles);
 }

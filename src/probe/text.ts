@@ -14,7 +14,7 @@
  * Either way the pooling is chosen by cross-validation like a cut when --cut is not given, and a head is
  * fitted by fitProbe.
  */
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GraftError } from '../errors.ts';
 import { readTextTable } from '../data/text.ts';
@@ -26,7 +26,6 @@ import {
   runTokens, warnTruncated,
 } from '../backbones/textenc.ts';
 import { type LoadedModel, loadModel, sha256 } from '../model/folder.ts';
-import { tempName, writeFileAtomic } from '../io/atomic.ts';
 import type { DType } from '../graph/tensor.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
 import type { Diagnosis } from '../train/diagnose.ts';
@@ -70,6 +69,14 @@ export async function trainText(o: TrainTextOptions): Promise<TrainTextResult> {
   return encoder ? trainEncoder(o, id) : trainWordVectors(o, id);
 }
 
+/** A labelled text table with its labels encoded and checked (two classes or more, none empty). */
+function labelledTexts(path: string): { table: ReturnType<typeof readTextTable>; classes: string[]; y: Int32Array } {
+  const table = readTextTable(path);
+  const { classes, y } = encodeLabels(table.labels!);
+  checkClasses(classes, y);
+  return { table, classes, y };
+}
+
 /** The stratified train/validation split of the table, as indices. */
 function splitOf(y: Int32Array, o: TrainTextOptions): { train: Int32Array; val: Int32Array } {
   return (o.val ?? 0.2) > 0 ? stratifiedSplit(y, o.val ?? 0.2, o.seed ?? 0) : { train: Int32Array.from(y.keys()), val: new Int32Array(0) };
@@ -78,9 +85,7 @@ function splitOf(y: Int32Array, o: TrainTextOptions): { train: Int32Array; val: 
 async function trainWordVectors(o: TrainTextOptions, id: string): Promise<TrainTextResult> {
   const t0 = performance.now();
   const head = checkHead(o.head ?? 'linear');
-  const table = readTextTable(o.data);
-  const { classes, y } = encodeLabels(table.labels!);
-  checkClasses(classes, y);
+  const { table, classes, y } = labelledTexts(o.data);
   const wv = loadWordVectors(id);
   o.log?.(`word vectors ${id}: ${wv.size} words x ${wv.dim} (${wv.loadedFrom}, ${wv.seconds.toFixed(1)} s)`);
   const split = splitOf(y, o);
@@ -127,31 +132,10 @@ interface TokenPreprocess {
   tokenizer: Record<string, string>;
 }
 
-/** Writes a model folder with extra files, atomically as a whole: saved into a temp folder, then renamed. */
-function saveFolderWith(out: string, files: Record<string, Uint8Array>, save: (dir: string) => void): void {
-  const tmp = tempName(out);
-  try {
-    save(tmp);
-    for (const [name, data] of Object.entries(files)) writeFileAtomic(join(tmp, name), data);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
-  let old: string | null = null;
-  if (existsSync(out)) {
-    old = tempName(`${out}.old`);
-    renameSync(out, old);
-  }
-  renameSync(tmp, out);
-  if (old) rmSync(old, { recursive: true, force: true });
-}
-
 async function trainEncoder(o: TrainTextOptions, id: string): Promise<TrainTextResult> {
   const t0 = performance.now();
   const head = checkHead(o.head ?? 'linear');
-  const table = readTextTable(o.data);
-  const { classes, y } = encodeLabels(table.labels!);
-  checkClasses(classes, y);
+  const { table, classes, y } = labelledTexts(o.data);
   const enc = await loadTextEncoder(id, o.maxLength ? { maxLength: o.maxLength } : {});
   const tok = enc.tokenizer;
   o.log?.(`text encoder ${id}: hidden ${enc.hidden}, ${tok.vocabSize} tokens, up to ${tok.maxLength} tokens per text (${enc.modelPath})`);
@@ -183,14 +167,15 @@ async function trainEncoder(o: TrainTextOptions, id: string): Promise<TrainTextR
       encoder: id, pooling: cut, maxLength: tok.maxLength, padId: tok.padId, inputs: { ids: inputs.ids, mask: inputs.mask, types: inputs.types }, dtypes: inputs.dtypes,
       tokenizer: Object.fromEntries(Object.entries(files).map(([f, b]) => [f, sha256(b)])),
     };
-    saveFolderWith(o.out, files, (dir) => saveProbe(dir, p, feats, {
+    saveProbe(o.out, p, feats, {
       ...o,
       input: { name: inputs.ids, kind: 'token-ids', columns: [], shape: [tok.maxLength], preprocess: pre },
       backbone: { id, sha256: enc.sha256, cut },
       graph,
       data: { path: o.data, texts: table.texts.length },
       extraMetrics: { truncated: emb.truncated },
-    }));
+      extraFiles: files,
+    });
     return {
       out: o.out, labels: classes, backbone: id, cut, cutScores: p.cutScores, head, trainAccuracy: p.trainAccuracy, valAccuracy: p.valAccuracy,
       valMacroF1: p.valMacroF1, oovOnly: 0, truncated: emb.truncated, seconds: (performance.now() - t0) / 1000, diagnosis: p.diagnosis,
