@@ -248,7 +248,7 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
       for (const n of nodes) {
         const ins = n.inputs.map(get);
         let outs: Sym[];
-        if (n.op === 'AveragePool' && isGlobal(n, ins[0]!, bb, a)) {
+        if (n.op === 'AveragePool' && isGlobal(n, ins[0]!, a)) {
           // Keras' final AveragePooling2D covers the whole map at the native size; at other input
           // sizes the same layer is a global average.
           outs = [b.op1('GlobalAveragePool', [ins[0]!])];
@@ -281,13 +281,12 @@ function entryShape(bb: ImageBackbone, t: string, [h, w]: [number, number]): num
 }
 
 /** An AveragePool whose window is the whole feature map at the backbone's native input size. */
-function isGlobal(n: Node, x: Sym, bb: ImageBackbone, a: Analysis): boolean {
+function isGlobal(n: Node, x: Sym, a: Analysis): boolean {
   const native = a.shapes.sym(n.inputs[0]!).shape;
   const k = n.attrs['kernel_shape'];
   const ks = k && 'ints' in k ? k.ints : [];
   const pads = n.attrs['pads'];
   const noPad = !pads || ('ints' in pads && pads.ints.every((p) => p === 0));
-  void bb;
   return noPad && ks.length === 2 && ks[0] === native[2] && ks[1] === native[3] && (x.shape[2] !== native[2] || x.shape[3] !== native[3]);
 }
 
