@@ -90,9 +90,14 @@ function isPointwise(win: Window, group: number): boolean {
 /** One weight per channel (W [C, 1, ...], group C): a depthwise conv with channel multiplier 1. */
 const isDepthwise = (ws: number[], xs: number[], group: number): boolean => group > 1 && group === xs[1] && ws[0] === group && ws[1] === 1;
 
-/** Depthwise 2-D maps small enough (input positions x output positions) for the dense per-channel form. */
-const DENSE_MAX = 196 * 196;
-const denseFits = (xs: number[], ys: number[]): boolean => xs.length === 4 && sizeOf(xs.slice(2)) * sizeOf(ys.slice(2)) <= DENSE_MAX;
+/**
+ * Depthwise 2-D maps small enough (input positions x output positions) for the dense per-channel form: up to
+ * 14x14 for the weight gradient, up to 14x14 to 7x7 for the input gradient (at 14x14 to 14x14 the dense
+ * input gradient measured no faster than the rotated-kernel Conv).
+ */
+const denseFits = (xs: number[], ys: number[], max: number): boolean => xs.length === 4 && sizeOf(xs.slice(2)) * sizeOf(ys.slice(2)) <= max;
+const DENSE_MAX_WEIGHT = 196 * 196;
+const DENSE_MAX_INPUT = 128 * 128;
 
 const shiftCache = new WeakMap<GraphBuilder, Map<string, Sym>>();
 
@@ -133,11 +138,11 @@ const channelRows = (b: GraphBuilder, t: Sym, [n, c]: number[]): Sym => b.transp
 /**
  * Conv input gradient. By measurement (MobileNetV2, batch 32, 1 thread, ORT 1.30), three cases beat the
  * general ConvTranspose: a pointwise conv's is a pointwise Conv of dY with W's channel axes swapped
- * (1.9x faster over the network's 1x1 layers); a depthwise conv's over small maps is dense, dX_c = dY_c A_c
- * with A_c = sum_t W[c, t] E[t] (1.2x faster at 14x14, 5x at 7x7); over larger maps at stride 1 it is the
- * depthwise Conv of dY with the kernel rotated 180 degrees, padded by (extent - 1 - pad) (2.7x faster than
- * the grouped ConvTranspose). Everything else is a ConvTranspose with the same W; output_padding restores
- * X's size.
+ * (1.2x faster over the network's 1x1 layers); a depthwise conv's over small maps is dense, dX_c = dY_c A_c
+ * with A_c = sum_t W[c, t] E[t] (1.6x faster at 7x7, 3x faster than the next form); over larger maps at
+ * stride 1 it is the depthwise Conv of dY with the kernel rotated 180 degrees, padded by
+ * (extent - 1 - pad) (1.3-1.7x faster than the grouped ConvTranspose). Everything else is a ConvTranspose
+ * with the same W; output_padding restores X's size.
  */
 function convInputGrad(b: GraphBuilder, dy: Sym, w: Sym, xs: number[], win: Window, group: number): Sym {
   const ws = staticShape(w);
@@ -147,7 +152,7 @@ function convInputGrad(b: GraphBuilder, dy: Sym, w: Sym, xs: number[], win: Wind
     return b.op1('Conv', [dy, b.transpose(w, [1, 0, ...rest])], { kernel_shape: win.k });
   }
   const ys = staticShape(dy);
-  if (isDepthwise(ws, xs, group) && denseFits(xs, ys)) {
+  if (isDepthwise(ws, xs, group) && denseFits(xs, ys, DENSE_MAX_INPUT)) {
     // dX_c = dY_c A_c: one batched MatMul [C, N, Q] x [C, Q, P].
     const [n, c] = [xs[0]!, xs[1]!];
     const a = b.reshape(b.matmul(b.reshape(w, [c, sizeOf(win.k)]), shiftMatrices(b, xs, ys, win)), [c, sizeOf(ys.slice(2)), sizeOf(xs.slice(2))]);
@@ -163,8 +168,8 @@ function convInputGrad(b: GraphBuilder, dy: Sym, w: Sym, xs: number[], win: Wind
 }
 
 /**
- * Pointwise conv weight gradient, dW[m, c] = sum_n,p dY[n, m, p] X[n, c, p], as matrix products (7-8x
- * faster than the general Conv-based rule). Over large maps, one product per example, [N, M, P] x [N, P, C]
+ * Pointwise conv weight gradient, dW[m, c] = sum_n,p dY[n, m, p] X[n, c, p], as matrix products (4x
+ * faster than the general Conv-based rule over MobileNetV2's 1x1 layers). Over large maps, one product per example, [N, M, P] x [N, P, C]
  * (the smaller of X and dY transposed), summed over N; over small maps (under 128 positions, where those
  * products are thin), one Gemm over all N*P positions with both operands moved channel-first.
  */
@@ -188,57 +193,40 @@ function pointwiseWeightGrad(b: GraphBuilder, x: Sym, dy: Sym, ws: number[]): Sy
 }
 
 /**
- * Depthwise 2-D conv weight gradient, dW[c, i, j] = sum_n,h,w dY[n, c, h, w] Xpad[n, c, h*s + i*d, w*s + j*d].
- * Three forms, chosen by measurement on MobileNetV2's depthwise layers (batch 32; ORT 1.30 runs the grouped
- * Conv over N*C channels, the general rule, as an im2col of the whole map per channel with a 3-element
- * inner loop, 2-4x slower than these):
+ * Depthwise 2-D conv weight gradient, dW[c, i, j] = sum_n,h,w dY[n, c, h, w] Xpad[n, c, h*s + i*d, w*s + j*d], in
+ * the two cases where it beats the general rule (a grouped Conv over N*C channels, which ORT 1.30 runs as an
+ * im2col of the whole map per channel with a 3-element inner loop), by measurement on MobileNetV2's depthwise
+ * layers (batch 32), or null:
  * - small maps (input x output positions <= 196^2): dense, dW[c, t] = sum E[t] * (dY_c^T X_c), one batched
- *   MatMul and one Gemm (3-6x faster);
+ *   MatMul and one Gemm (2x faster at 14x14 and 7x7);
  * - stride 1 over larger maps: channel-first [C, N*H*W], one Slice per kernel tap and the tap's dot with dY
- *   as a batched MatMul [C, 1, K] x [C, K, 1] (about 2x faster);
- * - otherwise (strided): one Slice per kernel row, G_i = dY_c [W', N*H'] x X_c,i [N*H', Wp] per channel (a
- *   batched MatMul that also computes the unused column pairs), then each column offset j is the sum of
- *   G_i's diagonal w' = w*s + j*d, a strided Slice of the flattened G_i (1.1x faster than nine strided taps
- *   on one thread, 1.7x on two, where Slice is single-threaded and MatMul is not).
+ *   as a batched MatMul [C, 1, K] x [C, K, 1] (1.6x faster on one thread, 1.3x on two).
+ * Strided large maps stay with the general rule: nine strided taps in channels-last layout were 1.3x faster
+ * on one thread but 1.5x slower on two (Slice and Transpose are single-threaded in ORT).
  */
-function depthwiseWeightGrad(b: GraphBuilder, x: Sym, dy: Sym, ws: number[], win: Window): Sym {
+function depthwiseWeightGrad(b: GraphBuilder, x: Sym, dy: Sym, ws: number[], win: Window): Sym | null {
   const [n, c, ho, wo] = staticShape(dy) as [number, number, number, number];
   const xs = staticShape(x);
-  if (denseFits(xs, staticShape(dy))) {
+  if (denseFits(xs, staticShape(dy), DENSE_MAX_WEIGHT)) {
     // dW[c, t] = sum_q,p E[t][q, p] (dY_c^T X_c)[q, p]: a batched MatMul [C, Q, N] x [C, N, P], then one Gemm.
     const g = b.matmul(b.transpose(channelRows(b, dy, [n, c]), [0, 2, 1]), channelRows(b, x, [n, c]));
     const e = shiftMatrices(b, xs, staticShape(dy), win);
     return b.reshape(b.op1('Gemm', [b.reshape(g, [c, ho * wo * sizeOf(xs.slice(2))]), e], { transB: 1 }), ws);
   }
+  if (win.s.some((s) => s !== 1) || ho * wo < 196) return null;
   let xt = b.transpose(x, [1, 0, 2, 3]); // [C, N, H, W]
   if ([...win.pb, ...win.pe].some((p) => p > 0)) xt = b.op1('Pad', [xt, b.ints([0, 0, win.pb[0]!, win.pb[1]!, 0, 0, win.pe[0]!, win.pe[1]!])]);
-  const [kh, kw] = [win.k[0]!, win.k[1]!];
-  if (win.s.every((s) => s === 1) && ho * wo >= 196) {
-    const k = n * ho * wo;
-    const dyt = b.reshape(b.transpose(dy, [1, 0, 2, 3]), [c, 1, k]);
-    const cols: Sym[] = [];
-    for (let i = 0; i < kh; i++) {
-      for (let j = 0; j < kw; j++) {
-        const start = [i * win.d[0]!, j * win.d[1]!];
-        const tap = b.op1('Slice', [xt, b.ints(start), b.ints([start[0]! + ho, start[1]! + wo]), b.ints([2, 3])]);
-        cols.push(b.reshape(b.matmul(dyt, b.transpose(b.reshape(tap, [c, 1, k]), [0, 2, 1])), [c, 1]));
-      }
+  const k = n * ho * wo;
+  const dyt = b.reshape(b.transpose(dy, [1, 0, 2, 3]), [c, 1, k]);
+  const cols: Sym[] = [];
+  for (let i = 0; i < win.k[0]!; i++) {
+    for (let j = 0; j < win.k[1]!; j++) {
+      const start = [i * win.d[0]!, j * win.d[1]!];
+      const tap = b.op1('Slice', [xt, b.ints(start), b.ints([start[0]! + ho, start[1]! + wo]), b.ints([2, 3])]);
+      cols.push(b.reshape(b.matmul(dyt, b.transpose(b.reshape(tap, [c, 1, k]), [0, 2, 1])), [c, 1]));
     }
-    return b.reshape(b.op1('Concat', cols, { axis: 1 }), ws);
   }
-  const wp = staticShape(xt)[3]!;
-  const [s0, s1] = [win.s[0]!, win.s[1]!];
-  const dyt = b.reshape(b.transpose(dy, [1, 3, 0, 2]), [c, wo, n * ho]); // [C, W', N*H']
-  const rows = range(0, kh).map((i) => {
-    const xi = b.op1('Slice', [xt, b.ints([i * win.d[0]!]), b.ints([i * win.d[0]! + (ho - 1) * s0 + 1]), b.ints([2]), b.ints([s0])]);
-    return b.reshape(b.matmul(dyt, b.reshape(xi, [c, n * ho, wp])), [c, 1, wo * wp]);
-  });
-  const g = b.op1('Concat', rows, { axis: 1 }); // [C, kh, W' * Wp]
-  const cols = range(0, kw).map((j) => {
-    const diag = b.op1('Slice', [g, b.ints([j * win.d[1]!]), b.ints([j * win.d[1]! + (wo - 1) * (wp + s1) + 1]), b.ints([2]), b.ints([wp + s1])]);
-    return b.reduceSum(diag, [2], true); // [C, kh, 1]
-  });
-  return b.reshape(b.op1('Concat', cols, { axis: 2 }), ws);
+  return b.reshape(b.op1('Concat', cols, { axis: 1 }), ws);
 }
 
 /**
@@ -251,7 +239,8 @@ function convWeightGrad(b: GraphBuilder, x: Sym, dy: Sym, kernel: number[], win:
   const ys = staticShape(dy);
   const ws = [ys[1]!, xs[1]! / group, ...kernel];
   if (isPointwise(win, group)) return pointwiseWeightGrad(b, x, dy, ws);
-  if (xs.length === 4 && isDepthwise(ws, xs, group)) return depthwiseWeightGrad(b, x, dy, ws, win);
+  const dw = xs.length === 4 && isDepthwise(ws, xs, group) ? depthwiseWeightGrad(b, x, dy, ws, win) : null;
+  if (dw) return dw;
   const [n, ch] = [xs[0]!, xs[1]!];
   const cg = ch / group;
   const sp = xs.slice(2);
@@ -370,9 +359,10 @@ defineOp('BatchNormalization', {
     const perC = (s: Sym) => (xs.length > 2 ? b.reshape(s, [xs[1]!, ...new Array<number>(xs.length - 2).fill(1)]) : s);
     const dy = c.dy(0)!;
     const inv = b.op1('Reciprocal', [b.sqrt(b.add(c.x(4), b.like(c.float('epsilon', 1e-5), c.x(4))))]);
-    // Per-channel sums in two stages, the contiguous spatial axes first, then the batch (1.15x faster than one
+    // Per-channel sums in two stages, the contiguous spatial axes first, then the batch (1.2x faster than one
     // ReduceSum over [0, 2, ...]). The scale gradient is (sum dY*X - mean * sum dY) / sqrt(var + eps), which
-    // skips the full-size X - mean (1.4x faster with the two stages; float32 loses about eps * |mean| / std).
+    // skips the full-size X - mean (1.7x faster with the two stages over MobileNetV2's shapes). float32 loses
+    // about eps * |mean| / std to the cancellation: 7e-7 relative at |mean| = 10 std (MobileNetV2's worst is 22).
     const sum = (t: Sym) => (xs.length > 2 ? b.reduceSum(b.reduceSum(t, range(2, xs.length), false), [0], false) : b.reduceSum(t, [0], false));
     const dBias = c.needs(1) || c.needs(2) ? sum(dy) : null;
     return [
