@@ -156,6 +156,82 @@ export class TextTokenizer {
     return { ids, typeIds: out.token_type_ids ? Int32Array.from(out.token_type_ids) : new Int32Array(ids.length), truncated: true };
   }
 
+  /**
+   * A sentence pair (segment 0 then segment 1, with the tokenizer's own separators and token type ids),
+   * truncated longest-first to maxLength as Hugging Face does by default.
+   */
+  encodePairOne(a: string, b: string): { ids: Int32Array; typeIds: Int32Array; truncated: boolean } {
+    const limit = this.maxLength * CHARS_PER_TOKEN;
+    const cut = a.length > limit || b.length > limit;
+    const [ta, tb] = [a.slice(0, limit), b.slice(0, limit)];
+    const e = this.tok.encode(ta, { text_pair: tb, return_token_type_ids: true });
+    if (e.ids.length <= this.maxLength) {
+      return { ids: Int32Array.from(e.ids), typeIds: e.token_type_ids ? Int32Array.from(e.token_type_ids) : new Int32Array(e.ids.length), truncated: cut };
+    }
+    const x = this.tok.tokenize(ta);
+    const y = this.tok.tokenize(tb);
+    const room = Math.max(2, this.maxLength - this.pairSpecialCount);
+    while (x.length + y.length > room) (x.length >= y.length ? x : y).pop();
+    const pp = this.tok.post_processor;
+    const out = pp ? pp(x, y, true) : { tokens: [...x, ...y], token_type_ids: [...x.map(() => 0), ...y.map(() => 1)] };
+    const ids = Int32Array.from(out.tokens, (s) => this.tok.token_to_id(s) ?? this.unkId);
+    return { ids, typeIds: out.token_type_ids ? Int32Array.from(out.token_type_ids) : new Int32Array(ids.length), truncated: true };
+  }
+
+  /** Special tokens the post-processor adds to a pair. */
+  get pairSpecialCount(): number {
+    const pp = this.tok.post_processor;
+    return pp ? pp([], [], true).tokens.length : 0;
+  }
+
+  encodePairs(a: readonly string[], b: readonly string[]): Tokenized {
+    if (a.length !== b.length) throw new RangeError(`encodePairs: ${a.length} first texts but ${b.length} second texts`);
+    const ids: Int32Array[] = [];
+    const typeIds: Int32Array[] = [];
+    const cut = new Uint8Array(a.length);
+    let truncated = 0;
+    a.forEach((text, i) => {
+      const e = this.encodePairOne(text, b[i]!);
+      ids.push(e.ids);
+      typeIds.push(e.typeIds);
+      if (e.truncated) { truncated++; cut[i] = 1; }
+    });
+    return { ids, typeIds, truncated, cut };
+  }
+
+  /**
+   * Pre-split words (NER), each tokenized on its own, between the special tokens of a single text, cut to
+   * maxLength: ids and, per token, the index of its word (null for special tokens), as Hugging Face's
+   * word_ids(). A word that yields no token (e.g. a lone control character) gets the unknown token, so every
+   * word keeps a prediction.
+   */
+  encodeWords(words: readonly string[]): { ids: Int32Array; typeIds: Int32Array; wordIds: (number | null)[]; truncated: boolean } {
+    const specials = this.tok.encode('').ids;
+    // [CLS] ... [SEP] / <s> ... </s>: one token before the text, the rest after it.
+    const prefix = specials.slice(0, Math.min(1, specials.length));
+    const suffix = specials.slice(prefix.length);
+    const bpe = this.isByteLevel;
+    const ids: number[] = [...prefix];
+    const wordIds: (number | null)[] = prefix.map(() => null);
+    const room = this.maxLength - suffix.length;
+    let truncated = false;
+    for (let i = 0; i < words.length; i++) {
+      const w = words[i]!.slice(0, CHARS_PER_TOKEN * 4);
+      let t = this.tok.encode(bpe && i > 0 ? ` ${w}` : w, { add_special_tokens: false }).ids;
+      if (!t.length) t = [this.unkId];
+      if (ids.length + t.length > room) { truncated = true; break; }
+      for (const id of t) { ids.push(id); wordIds.push(i); }
+    }
+    for (const id of suffix) { ids.push(id); wordIds.push(null); }
+    return { ids: Int32Array.from(ids), typeIds: new Int32Array(ids.length), wordIds, truncated };
+  }
+
+  /** Whether the tokenizer reads spaces as part of tokens (GPT-2/RoBERTa byte-level BPE). */
+  private get isByteLevel(): boolean {
+    const pre = JSON.stringify((this.tok as unknown as { pre_tokenizer?: { config?: unknown } }).pre_tokenizer?.config ?? null);
+    return /ByteLevel|Metaspace/.test(pre);
+  }
+
   encode(texts: readonly string[]): Tokenized {
     const ids: Int32Array[] = [];
     const typeIds: Int32Array[] = [];
@@ -518,4 +594,40 @@ export async function embedTexts(enc: TextEncoder, texts: readonly string[], poo
     }
   }
   return { features, dim: d, truncated, cacheHits: hits, computed: todo.length };
+}
+
+// ---- model folders -----------------------------------------------------------------------------------------
+
+/** What graft.json records for a token-ids model: how predict tokenizes and feeds it. */
+export interface TokenPreprocess {
+  encoder: string;
+  /** The pooling of a sequence model ('tokens' for a per-token model). */
+  pooling: TextPooling | 'tokens';
+  maxLength: number;
+  padId: number;
+  inputs: { ids: string; mask: string | null; types: string | null };
+  dtypes: Record<string, DType>;
+  /** Tokenizer files in the model folder, with their sha256. */
+  tokenizer: Record<string, string>;
+  /** Fine-tuned models: the task ('classify', 'pair' or 'ner'). */
+  task?: 'classify' | 'pair' | 'ner';
+  /** pair: the column or field of the second text. */
+  pairColumn?: string;
+}
+
+/** The tokenizer a token-ids model folder keeps, checked against the sha256 in graft.json. */
+export function folderTokenizer(dir: string, pre: TokenPreprocess): TextTokenizer {
+  const damaged = (what: string) => new GraftError('E_MODEL_CORRUPT', `model folder ${dir} is damaged: ${what}`,
+    'Train the model again (graft train ... --out DIR), or restore the folder from a backup.');
+  if (!pre || typeof pre.tokenizer !== 'object' || !pre.inputs || typeof pre.maxLength !== 'number') throw damaged('graft.json lacks the tokenizer settings');
+  const files: Record<string, Uint8Array> = {};
+  for (const [f, want] of Object.entries(pre.tokenizer)) {
+    if (!(TOKENIZER_FILES as readonly string[]).includes(f)) throw damaged(`graft.json names an unexpected tokenizer file "${f}"`);
+    const p = join(dir, f);
+    if (!existsSync(p)) throw damaged(`${f} is missing`);
+    const b = readFileSync(p);
+    if (sha256(b) !== want) throw damaged(`${f} does not match the sha256 recorded in graft.json`);
+    files[f] = b;
+  }
+  return new TextTokenizer(files, pre.maxLength, dir);
 }

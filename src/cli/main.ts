@@ -17,15 +17,17 @@ import { loadImageBackbone } from '../backbones/image.ts';
 import { backboneGroups } from '../backbones/trainable.ts';
 
 import { readdirSync } from 'node:fs';
+import { readCard } from '../model/folder.ts';
 import { join } from 'node:path';
 import { evalAudio, trainAudio } from '../probe/audio.ts';
 import { evalText, predictTexts, trainText } from '../probe/text.ts';
 import { readTextTable } from '../data/text.ts';
+import { TEXT_TASKS, type TextTask, evalNer, evalPairs, fineTuneText, predictEntities, predictPairs, textTaskOf } from '../finetune/text.ts';
 import { openSync, readSync, closeSync } from 'node:fs';
 
 /** A JSONL file, or a CSV whose header has a "text" column, holds texts (not numeric features). */
 function isTextFile(path: string): boolean {
-  if (/\.jsonl(\.gz)?$/i.test(path)) return true;
+  if (/\.(jsonl(\.gz)?|conll|conllu|iob|bio)$/i.test(path)) return true;
   if (!existsSync(path) || isDir(path) || /\.gz$/i.test(path)) return false;
   const fd = openSync(path, 'r');
   const buf = Buffer.alloc(4096);
@@ -54,6 +56,10 @@ usage:
   graft train <texts.csv|.jsonl> [--backbone glove-100d] [--cut mean|sif] [--head linear|mlp|knn]   (columns text,label)
   graft train <texts.csv|.jsonl> --backbone <model folder|model.onnx|owner/name[@rev]> [--cut cls|mean] [--head linear|mlp|knn]
               a BERT-family ONNX encoder with its tokenizer.json (hub layout; GRAFT_HUB_ENDPOINT, GRAFT_OFFLINE=1)
+  graft train <texts.csv|.jsonl|.conll> --backbone <encoder> --task classify|pair|ner [--mode finetune|gradual|probe]
+              [--unfreeze N] [--lr X] [--lr-mult M (layer-wise decay)] [--warmup F] [--cut cls|mean] [--max-length N]
+              [--pair-column text_pair] [--val-data dev.conll] [--epochs N] [--freeze-epochs E] [--batch-size N]
+              fine-tune the encoder: pair rows have text,text_pair,label; NER reads CoNLL (token tag) or JSONL tokens/tags
   graft train <clips/>  [--head linear|mlp|knn]   audio folders: root/<label>/*.wav (speech-embedding backbone)
   graft train <images/> [--backbone mobilenet_v2|inception_v3] [--cut NAME] [--head linear|mlp|knn] [--val 0.2] [--out DIR]
               image folders: root/<label>/*.jpg|png|webp|gif (or train/ val/ test/ subfolders)
@@ -65,8 +71,8 @@ usage:
               [--augment] [--bn frozen|train] [--size S] [--freeze-epochs E] [--epochs N] [--patience N] [--resume]
               fine-tune the backbone itself (--mode probe, the default, trains only a head on frozen features)
   graft lr-find <images/> [--mode finetune] [--unfreeze N] [--out lr-find.html]   loss vs learning rate, and a suggestion
-  graft eval <DIR> <test.csv|images/> [--json]
-  graft predict <DIR> <rows.csv|images/|image> [--json]
+  graft eval <DIR> <test.csv|test.conll|images/> [--json]      NER models: entity-level precision, recall, F1
+  graft predict <DIR> <rows.csv|texts.jsonl|images/|image> [--json]   NER models print entities with character offsets
   graft embed <images/> [--backbone ID] [--cut NAME] --out FILE.safetensors
   graft report <DIR> [--data test.csv|images/] [--out FILE.html]   one self-contained HTML report (default DIR/report.html)
   graft backbones [show ID]
@@ -124,6 +130,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           threads: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' }, cut: { type: 'string' }, 'no-cache': { type: 'boolean' }, data: { type: 'string' },
           mode: { type: 'string' }, unfreeze: { type: 'string' }, 'lr-mult': { type: 'string' }, l2sp: { type: 'string' }, mixup: { type: 'string' },
           augment: { type: 'boolean' }, size: { type: 'string' }, 'freeze-epochs': { type: 'string' }, bn: { type: 'string' },
+          task: { type: 'string' }, 'pair-column': { type: 'string' }, warmup: { type: 'string' }, 'val-data': { type: 'string' }, 'max-length': { type: 'string' },
         },
       });
     } catch (e) {
@@ -136,6 +143,35 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         if (pos.length !== 1) throw usage('graft train takes one CSV file or image folder');
         const mode = v.mode ?? 'probe';
         if (!['probe', 'finetune', 'gradual'].includes(mode)) throw new GraftError('E_BAD_OPTION', `unknown --mode "${mode}"`, 'Use --mode probe (head only), finetune or gradual.');
+        const task = v.task as TextTask | undefined;
+        if (task !== undefined && !TEXT_TASKS.includes(task)) throw new GraftError('E_BAD_OPTION', `unknown --task "${task}"`, `Use one of ${TEXT_TASKS.join(', ')} (text data).`);
+        if (isTextFile(pos[0]!) && ((task ?? 'classify') !== 'classify' || mode !== 'probe')) {
+          if (!v.backbone) throw new GraftError('E_BAD_OPTION', `--task ${task ?? 'classify'} --mode ${mode} trains a transformer encoder: pass one with --backbone`, 'Give a model folder, an .onnx file or a hub id (owner/name), or use --mode probe with word vectors.');
+          const f = fineTuneOptions(v);
+          const pooling = v.cut as 'cls' | 'mean' | undefined;
+          if (pooling && pooling !== 'cls' && pooling !== 'mean') throw new GraftError('E_BAD_OPTION', `an encoder pools by --cut cls or mean, not "${pooling}"`, 'Use --cut cls (the first token) or --cut mean.');
+          const defined = <T extends Record<string, unknown>>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined));
+          const r = await fineTuneText({
+            data: pos[0]!, out: v.out ?? 'graft-model', backbone: v.backbone, mode: mode as 'probe' | 'finetune' | 'gradual', log, ...(task ? { task } : {}),
+            ...defined({
+              unfreeze: f.unfreeze, epochs: f.epochs, freezeEpochs: f.freezeEpochs, lr: f.lr, lrMult: f.lrMult, batchSize: f.batchSize, val: f.val, seed: f.seed,
+              threads: f.threads, dropout: f.dropout, weightDecay: f.weightDecay, labelSmoothing: f.labelSmoothing, patience: f.patience, checkpoint: f.checkpoint,
+              resume: f.resume, pooling, pairColumn: v['pair-column'], valData: v['val-data'], warmup: num(v.warmup, 'warmup'), maxLength: num(v['max-length'], 'max-length', true),
+            }),
+          });
+          if (json) print(JSON.stringify(r));
+          else {
+            print(`saved ${r.out}: ${r.backbone} ${r.task} (${r.mode}), trained [${r.trainedGroups.join(', ')}], ${r.labels.length} ${r.task === 'ner' ? 'tags' : 'classes'}, ${r.seconds.toFixed(1)} s`);
+            if (r.ner) print(`validation entities: precision ${r.ner.micro.precision.toFixed(4)}, recall ${r.ner.micro.recall.toFixed(4)}, F1 ${r.ner.micro.f1.toFixed(4)} (${r.ner.micro.support} entities)`);
+            if (r.trainAccuracy !== null) print(`train accuracy ${r.trainAccuracy.toFixed(4)}${r.valAccuracy !== null ? `, validation accuracy ${r.valAccuracy.toFixed(4)}, macro-F1 ${r.valMacroF1!.toFixed(4)}` : ''}`);
+            if (r.truncated) print(`${r.truncated} example(s) truncated to the encoder's token limit`);
+            if (r.note) print(`note: ${r.note}`);
+            print(`diagnosis: ${r.diagnosis.summary}`);
+            for (const a of r.diagnosis.advice) print(`  - ${a}`);
+          }
+          return 0;
+        }
+        if (task !== undefined && task !== 'classify') throw new GraftError('E_BAD_OPTION', `--task ${task} needs text data (CSV/JSONL, or CoNLL for ner); ${pos[0]} is not`, 'Pass a text file.');
         if (mode !== 'probe') {
           if (!isDir(pos[0]!) || isAudioFolder(pos[0]!)) throw new GraftError('E_BAD_OPTION', `--mode ${mode} fine-tunes image backbones; ${pos[0]} is not an image folder`, 'Use --mode probe for CSV, text and audio data.');
           const r = await fineTuneImages({ data: pos[0]!, out: v.out ?? 'graft-model', mode: mode as 'finetune' | 'gradual', log, cache: !v['no-cache'], ...fineTuneOptions(v) });
@@ -217,15 +253,39 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       }
       case 'eval': {
         if (pos.length !== 2) throw usage('graft eval takes a model folder and a CSV file');
-        const r = isTextFile(pos[1]!) ? await evalText(pos[0]!, pos[1]!, { log }) : !isDir(pos[1]!) ? await evalCsv(pos[0]!, pos[1]!) : isAudioFolder(pos[1]!) ? await evalAudio(pos[0]!, pos[1]!) : await evalImages(pos[0]!, pos[1]!);
+        if (isTextFile(pos[1]!) && textTaskOf(pos[0]!) === 'ner') {
+          const r = await evalNer(pos[0]!, pos[1]!, { log });
+          if (json) print(JSON.stringify(r));
+          else {
+            print(`entities: precision ${r.micro.precision.toFixed(4)}  recall ${r.micro.recall.toFixed(4)}  F1 ${r.micro.f1.toFixed(4)}  (${r.micro.support} entities, ${r.n} sentences)`);
+            for (const [type, sc] of Object.entries(r.perType)) print(`  ${type.padEnd(10)} P ${sc.precision.toFixed(4)}  R ${sc.recall.toFixed(4)}  F1 ${sc.f1.toFixed(4)}  n ${sc.support}`);
+          }
+          return 0;
+        }
+        const r = isTextFile(pos[1]!) ? textTaskOf(pos[0]!) === 'pair' ? await evalPairs(pos[0]!, pos[1]!, { log }) : await evalText(pos[0]!, pos[1]!, { log }) : !isDir(pos[1]!) ? await evalCsv(pos[0]!, pos[1]!) : isAudioFolder(pos[1]!) ? await evalAudio(pos[0]!, pos[1]!) : await evalImages(pos[0]!, pos[1]!);
         print(json ? JSON.stringify(r) : `accuracy ${r.accuracy.toFixed(4)}  macro-F1 ${r.macroF1.toFixed(4)}  n ${r.n}`);
         return 0;
       }
       case 'predict': {
         if (pos.length !== 2) throw usage('graft predict takes a model folder and a CSV file');
+        if (isTextFile(pos[1]!) && textTaskOf(pos[0]!) === 'ner') {
+          const t = readTextTable(pos[1]!, { requireLabel: false });
+          const r = await predictEntities(pos[0]!, t.texts, { log });
+          if (json) print(JSON.stringify({ predictions: r.map((x) => ({ text: x.text, entities: x.entities })) }));
+          else {
+            r.forEach((x, i) => {
+              print(`text ${i + 1}: ${x.entities.length} entit${x.entities.length === 1 ? 'y' : 'ies'}`);
+              for (const e of x.entities) print(`  ${e.type}\t${e.start}-${e.end}\t${JSON.stringify(e.text)}\t${e.score.toFixed(4)}`);
+            });
+          }
+          return 0;
+        }
         if (isTextFile(pos[1]!)) {
           const t = readTextTable(pos[1]!, { requireLabel: false });
-          const { labels, probs } = await predictTexts(pos[0]!, t.texts, { log });
+          const pairCol = textTaskOf(pos[0]!) === 'pair' ? (readCard(pos[0]!).input.preprocess as { pairColumn?: string }).pairColumn ?? 'text_pair' : null;
+          const { labels, probs } = pairCol
+            ? await predictPairs(pos[0]!, t.texts, readTextTable(pos[1]!, { requireLabel: false, textColumn: pairCol }).texts, { log })
+            : await predictTexts(pos[0]!, t.texts, { log });
           const k = labels.length;
           const preds = t.texts.map((_, i) => {
             let best = 0;

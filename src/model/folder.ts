@@ -19,7 +19,7 @@ export interface ModelCard {
   formatVersion: number;
   graftVersion: string;
   createdAt: string;
-  task: 'classification';
+  task: 'classification' | 'token-classification';
   labels: string[];
   input: { name: string; kind: 'features' | 'image' | 'speech-embedding' | 'pooled-word-vectors' | 'token-ids'; columns: string[]; shape: number[]; preprocess?: unknown };
   outputs: { probabilities: string; logits: string };

@@ -14,19 +14,16 @@
  * Either way the pooling is chosen by cross-validation like a cut when --cut is not given, and a head is
  * fitted by fitProbe.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { GraftError } from '../errors.ts';
 import { readTextTable } from '../data/text.ts';
 import { checkClasses, encodeLabels } from '../data/csv.ts';
 import { stratifiedSplit } from '../data/split.ts';
 import { type SifModel, type WordVectors, fitSif, loadWordVectors, meanPool, sifPool, sifWeights } from '../backbones/wordvec.ts';
 import {
-  POOLINGS, TOKENIZER_FILES, type TextPooling, type TokenInputs, TextTokenizer, embedTexts, encoderWithHead, isTextEncoder, loadTextEncoder,
+  POOLINGS, TOKENIZER_FILES, type TextPooling, type TokenInputs, type TokenPreprocess, embedTexts, folderTokenizer, encoderWithHead, isTextEncoder, loadTextEncoder,
   runTokens, warnTruncated,
 } from '../backbones/textenc.ts';
 import { type LoadedModel, loadModel, sha256 } from '../model/folder.ts';
-import type { DType } from '../graph/tensor.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
 import type { Diagnosis } from '../train/diagnose.ts';
 import { type ProbeFeatures, checkHead, fitProbe, saveProbe } from './fit.ts';
@@ -120,18 +117,6 @@ async function trainWordVectors(o: TrainTextOptions, id: string): Promise<TrainT
   }
 }
 
-/** What graft.json records for a token-ids model: how predict tokenizes and feeds it. */
-interface TokenPreprocess {
-  encoder: string;
-  pooling: TextPooling;
-  maxLength: number;
-  padId: number;
-  inputs: { ids: string; mask: string | null; types: string | null };
-  dtypes: Record<string, DType>;
-  /** Tokenizer files in the model folder, with their sha256. */
-  tokenizer: Record<string, string>;
-}
-
 async function trainEncoder(o: TrainTextOptions, id: string): Promise<TrainTextResult> {
   const t0 = performance.now();
   const head = checkHead(o.head ?? 'linear');
@@ -189,23 +174,6 @@ export interface PredictTextOptions {
   threads?: number;
   /** Receives the warning when texts are truncated. */
   log?: (s: string) => void;
-}
-
-/** The tokenizer a token-ids model folder keeps, checked against the sha256 in graft.json. */
-function folderTokenizer(dir: string, pre: TokenPreprocess): TextTokenizer {
-  const damaged = (what: string) => new GraftError('E_MODEL_CORRUPT', `model folder ${dir} is damaged: ${what}`,
-    'Train the model again (graft train ... --out DIR), or restore the folder from a backup.');
-  if (!pre || typeof pre.tokenizer !== 'object' || !pre.inputs || typeof pre.maxLength !== 'number') throw damaged('graft.json lacks the tokenizer settings');
-  const files: Record<string, Uint8Array> = {};
-  for (const [f, want] of Object.entries(pre.tokenizer)) {
-    if (!(TOKENIZER_FILES as readonly string[]).includes(f)) throw damaged(`graft.json names an unexpected tokenizer file "${f}"`);
-    const p = join(dir, f);
-    if (!existsSync(p)) throw damaged(`${f} is missing`);
-    const b = readFileSync(p);
-    if (sha256(b) !== want) throw damaged(`${f} does not match the sha256 recorded in graft.json`);
-    files[f] = b;
-  }
-  return new TextTokenizer(files, pre.maxLength, dir);
 }
 
 async function predictTokens(model: LoadedModel, dir: string, texts: string[], o: PredictTextOptions): Promise<Float32Array> {

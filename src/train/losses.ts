@@ -66,6 +66,52 @@ export function crossEntropy(opts: CrossEntropyOptions = {}): Loss {
   };
 }
 
+/**
+ * Softmax cross-entropy per token, for token classification: logits [B, L * K] hold K scores per token
+ * (token-major). The target rows are one-hot per token, all zero for tokens the loss ignores (padding,
+ * special tokens, a word's later sub-tokens: PyTorch's ignore_index); the fed target divides them by the
+ * batch's count of labelled tokens, so the loss is the mean over labelled tokens.
+ */
+export function tokenCrossEntropy(classes: number): Loss {
+  if (!(Number.isInteger(classes) && classes >= 2)) throw new GraftError('E_BAD_OPTION', `token classification needs at least 2 tags, got ${classes}`, 'Check the tag set.');
+  const k = classes;
+  return {
+    kind: 'cross-entropy',
+    config: { kind: 'token-cross-entropy', classes: k },
+    build(b, z, t) {
+      const shape = z.shape.map(Number);
+      const per = [-1, shape[1]! / k, k];
+      const logp = b.op1('LogSoftmax', [b.reshape(z, per)], { axis: -1 });
+      const tt = b.reshape(t, per);
+      const loss = b.neg(b.op1('ReduceSum', [b.mul(tt, logp)], { keepdims: 0 }));
+      const dz = b.sub(b.mul(b.exp(logp), b.reduceSum(tt, [2], true)), tt);
+      return { loss, dlogits: b.reshape(dz, shape) };
+    },
+    targets(y, width) {
+      if (!(y instanceof Float32Array)) throw new GraftError('E_BAD_OPTION', 'token targets are one-hot rows per token (Float32Array)', 'Build them with tokenTargets().');
+      let count = 0;
+      for (let i = 0; i < y.length; i++) count += y[i]!;
+      const t = new Float32Array(y.length);
+      const inv = 1 / Math.max(1, count);
+      for (let i = 0; i < y.length; i++) t[i] = y[i]! * inv;
+      void width;
+      return t;
+    },
+  };
+}
+
+/** One-hot token targets [n, L * K] from label ids per token (IGNORE_INDEX or any negative: all zero). */
+export function tokenTargets(labels: readonly Int32Array[], seqLen: number, classes: number): Float32Array {
+  const t = new Float32Array(labels.length * seqLen * classes);
+  labels.forEach((row, i) => {
+    for (let j = 0; j < Math.min(row.length, seqLen); j++) {
+      const c = row[j]!;
+      if (c >= 0) t[(i * seqLen + j) * classes + c] = 1;
+    }
+  });
+  return t;
+}
+
 /** Binary cross-entropy on logits (sigmoid), mean over all elements; targets are 0/1 per output. */
 export function binaryCrossEntropy(): Loss {
   return {

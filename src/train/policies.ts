@@ -27,6 +27,8 @@ export interface PolicyOptions {
   freezeEpochs?: number;
   /** Rate of the head-only stage (default 3e-3, a probe's rate: its weights start from scratch). */
   headLr?: number;
+  /** Schedule of the unfrozen stages (default one-cycle; text encoders use linear warm-up and decay). */
+  schedule?: ScheduleOptions;
 }
 
 export interface Stage {
@@ -70,13 +72,13 @@ export function planStages(groups: string[], kind: PolicyKind, o: PolicyOptions)
     const fe = o.freezeEpochs ?? 3;
     const stages: Stage[] = [];
     if (fe > 0 && lowest < k - 1) stages.push({ name: 'head', trainFrom: k - 1, epochs: fe, lr: groups.map(() => headLr), schedule: oneCycle });
-    stages.push({ name: 'fine-tune', trainFrom: lowest, epochs: o.epochs, lr: discriminativeLrs(k, o.lr, mult), schedule: oneCycle });
+    stages.push({ name: 'fine-tune', trainFrom: lowest, epochs: o.epochs, lr: discriminativeLrs(k, o.lr, mult), schedule: o.schedule ?? oneCycle });
     return stages;
   }
   // gradual: epoch e trains the top e groups + head (epoch 0: head only), never below `lowest`.
   return Array.from({ length: o.epochs }, (_, e) => {
     const from = Math.max(k - 1 - e, lowest);
-    return { name: from === k - 1 ? 'head' : `from ${groups[from]}`, trainFrom: from, epochs: 1, lr: discriminativeLrs(k, e === 0 ? headLr : o.lr, mult), schedule: { kind: 'cosine' } };
+    return { name: from === k - 1 ? 'head' : `from ${groups[from]}`, trainFrom: from, epochs: 1, lr: discriminativeLrs(k, e === 0 ? headLr : o.lr, mult), schedule: e > 0 && o.schedule ? o.schedule : { kind: 'cosine' } };
   });
 }
 

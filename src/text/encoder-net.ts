@@ -1,0 +1,274 @@
+/**
+ * A pretrained ONNX text encoder (backbones/textenc.ts) as a trainable Network: its nodes are replayed into
+ * graft's training graph, its float weights become parameters in layer groups (embeddings, one group per
+ * encoder layer, the pooler where the graph has one, then the new head), so the Learner's freezing,
+ * discriminative (layer-wise decayed) learning rates and gradual unfreezing work on it as on images.
+ *
+ * Input: one float tensor x [batch, rows, seqLen], as for bertEncoder: row 0 the token ids, row 1 the
+ * attention mask, and row 2 the token type ids when the encoder takes them. Ids are exact in float32 (up to
+ * 2^24) and cast to the encoder's integer input types in the graph. `tokenRows` builds x.
+ *
+ * Tasks: 'sequence' pools the last hidden state (the first token, 'cls', or the mean over the mask) and
+ * puts a linear head on it ([batch, classes]); 'token' puts the head on every token ([batch, seqLen *
+ * classes], token-major), for NER. Dropout (default 0.1) sits on the hidden states before the head:
+ * exported encoders are inference graphs and carry no dropout of their own.
+ *
+ * `encoderModelGraph` writes the trained network back as one inference graph from token ids, the encoder's
+ * own graph with the trained weights in its initializers (same names), so the saved model keeps the
+ * exporter's layout, per-batch padding and symbolic shapes.
+ */
+import { GraftError } from '../errors.ts';
+import { GraphBuilder, type Sym } from '../graph/builder.ts';
+import type { Graph, Node } from '../graph/ir.ts';
+import type { AttrInput } from '../graph/ops/registry.ts';
+import { tensor } from '../graph/tensor.ts';
+import { mixSeed, normal } from '../train/init.ts';
+import type { ForwardContext, Network, Param } from '../train/network.ts';
+import { type TextEncoder, type TextPooling, type Tokenized, encoderWithHead } from '../backbones/textenc.ts';
+
+export type EncoderTask = 'sequence' | 'token';
+
+export interface EncoderNetOptions {
+  classes: number;
+  /** Tokens per example: x is padded or cut to this length. */
+  seqLen: number;
+  task?: EncoderTask;
+  /** Sequence task: how the hidden states are pooled (default 'cls'). */
+  pooling?: TextPooling;
+  /** Dropout on the hidden states before the head (default 0.1). */
+  dropout?: number;
+  seed?: number;
+}
+
+export interface EncoderGroup {
+  name: string;
+  params: string[];
+  paramCount: number;
+}
+
+export interface EncoderNetwork extends Network {
+  encoderGroups: EncoderGroup[];
+  /** The encoder graph the network replays (tied initializers untied), for encoderModelGraph. */
+  graph: Graph;
+  rows: number;
+}
+
+/** `layer.3`, `layers.3`, `layer_3`, `block.3`, `h.3`: the encoder layer a node or weight belongs to. */
+const LAYER = /(?:^|[/.])(?:layers?|blocks?|h)[._](\d+)(?=[/._]|$)/;
+
+/**
+ * The encoder graph, pruned to the hidden output, with every initializer passed through an Identity
+ * replaced by a copy under the Identity's output name: exporters tie weights that are equal at export time
+ * (e.g. freshly initialised LayerNorms), which fine-tuning must not keep tied.
+ */
+function untied(enc: TextEncoder): Graph {
+  const g = enc.graph.clone();
+  g.outputs = g.outputs.filter((v) => v.name === enc.hiddenOutput);
+  const keep: Node[] = [];
+  for (const n of g.nodes) {
+    const src = n.op === 'Identity' ? g.initializers.get(n.inputs[0]!) : undefined;
+    if (src) {
+      const t = src.data;
+      g.initializers.set(n.outputs[0]!, { dtype: src.dtype, dims: [...src.dims], data: t.slice() as typeof t });
+    } else keep.push(n);
+  }
+  g.nodes = keep;
+  return g.prune();
+}
+
+function analyse(g: Graph): { groups: EncoderGroup[]; weights: Map<string, number>; decay: Set<string> } {
+  const layerOf = (s: string): number | null => {
+    const m = LAYER.exec(s);
+    return m ? Number(m[1]) : null;
+  };
+  // Per node: its layer from the scope in its name, else the highest of its inputs' (activations, adds).
+  const tensorLayer = new Map<string, number>();
+  const nodeLayer = new Map<Node, number>();
+  let maxLayer = -1;
+  let pooler = false;
+  for (const n of g.nodes) {
+    let k = layerOf(n.name);
+    if (k === null) {
+      k = -1;
+      for (const i of n.inputs) if (tensorLayer.has(i)) k = Math.max(k, tensorLayer.get(i)!);
+    }
+    if (/(^|[/.])pooler([/.]|$)/.test(n.name)) { k = Number.MAX_SAFE_INTEGER; pooler = true; }
+    nodeLayer.set(n, k);
+    if (k !== Number.MAX_SAFE_INTEGER) maxLayer = Math.max(maxLayer, k);
+    for (const o of n.outputs) tensorLayer.set(o, k);
+  }
+  const names = ['embeddings', ...Array.from({ length: maxLayer + 1 }, (_, i) => `layer${i}`), ...(pooler ? ['pooler'] : [])];
+  const groupOfLayer = (k: number) => (k === Number.MAX_SAFE_INTEGER ? names.length - 1 : k + 1);
+  const weights = new Map<string, number>();
+  const decay = new Set<string>();
+  for (const n of g.nodes) {
+    n.inputs.forEach((i, slot) => {
+      const t = g.initializers.get(i);
+      if (!t || t.dtype !== 'float32' || t.data.length < 2 || weights.has(i)) return;
+      // Weights are found by their consumers; an index input of a Gather or a shape is never float.
+      weights.set(i, groupOfLayer(layerOf(i) ?? nodeLayer.get(n)!));
+      // Decay on matrices (dense kernels and embedding tables), not on biases or LayerNorm scales.
+      if (t.dims.length >= 2 && !(n.op === 'Gather' && slot === 1)) decay.add(i);
+    });
+  }
+  const groups: EncoderGroup[] = names.map((name) => ({ name, params: [], paramCount: 0 }));
+  for (const [w, gi] of weights) {
+    groups[gi]!.params.push(w);
+    groups[gi]!.paramCount += g.initializers.get(w)!.data.length;
+  }
+  return { groups, weights, decay };
+}
+
+/** The layer groups of an encoder (embeddings, layer0.., pooler), with their weights. */
+export function encoderGroups(enc: TextEncoder): EncoderGroup[] {
+  return analyse(untied(enc)).groups;
+}
+
+/** Rows of x per example for this encoder. */
+export const encoderRows = (enc: TextEncoder): number => (enc.inputs.types ? 3 : 2);
+
+/**
+ * x [n, rows, seqLen] from tokenized texts: ids padded with padId, mask, type ids. Sequences longer than
+ * seqLen are cut (keeping the first seqLen tokens).
+ */
+export function tokenRows(t: Pick<Tokenized, 'ids' | 'typeIds'>, seqLen: number, rows: number, padId: number): Float32Array {
+  const n = t.ids.length;
+  const x = new Float32Array(n * rows * seqLen);
+  for (let i = 0; i < n; i++) {
+    const ids = t.ids[i]!;
+    const base = i * rows * seqLen;
+    const m = Math.min(ids.length, seqLen);
+    x.fill(padId, base, base + seqLen);
+    for (let j = 0; j < m; j++) x[base + j] = ids[j]!;
+    // A tokenizer without special tokens gives an empty text no tokens: one attended pad keeps the
+    // attention softmax defined (as runTokens does).
+    x.fill(1, base + seqLen, base + seqLen + Math.max(m, 1));
+    if (rows > 2) for (let j = 0; j < m; j++) x[base + 2 * seqLen + j] = t.typeIds[i]![j] ?? 0;
+  }
+  return x;
+}
+
+export function encoderNetwork(enc: TextEncoder, o: EncoderNetOptions): EncoderNetwork {
+  if (!(Number.isInteger(o.classes) && o.classes >= 2)) throw new GraftError('E_BAD_OPTION', `a classifier needs at least 2 classes, got ${o.classes}`, 'Check the labels.');
+  if (!(Number.isInteger(o.seqLen) && o.seqLen >= 1 && o.seqLen <= enc.tokenizer.maxLength)) {
+    throw new GraftError('E_BAD_OPTION', `seqLen must be an integer from 1 to the encoder's ${enc.tokenizer.maxLength} tokens, got ${o.seqLen}`, 'Use a shorter length.');
+  }
+  const task = o.task ?? 'sequence';
+  const pooling = o.pooling ?? 'cls';
+  const dropout = o.dropout ?? 0.1;
+  if (!(dropout >= 0 && dropout < 1)) throw new GraftError('E_BAD_OPTION', `dropout must be in [0, 1), got ${dropout}`, 'Use e.g. 0.1.');
+  const g = untied(enc);
+  const { groups, weights, decay } = analyse(g);
+  const used = groups.filter((gr) => gr.params.length);
+  const index = new Map(used.map((gr, i) => [gr.name, i]));
+  const params: Param[] = [];
+  for (const gr of used) {
+    for (const w of gr.params) {
+      const t = g.initializers.get(w)!;
+      params.push({ name: w, shape: [...t.dims], value: Float32Array.from(t.data as Float32Array), group: index.get(gr.name)!, decay: decay.has(w) });
+    }
+  }
+  const H = enc.hidden;
+  const K = o.classes;
+  const head = used.length;
+  const std = 0.02; // BERT's initialiser for new dense layers
+  const hw = normal(H * K, mixSeed(o.seed ?? 0, 'encoder-head'));
+  for (let i = 0; i < hw.length; i++) hw[i]! *= std;
+  params.push({ name: 'head.weight', shape: [H, K], value: hw, group: head, decay: true });
+  params.push({ name: 'head.bias', shape: [K], value: new Float32Array(K), group: head, decay: false });
+  const rows = encoderRows(enc);
+  const L = o.seqLen;
+  const inits = g.initializers;
+  const inputs = enc.inputs;
+  const inputRow: [string | null, number][] = [[inputs.ids, 0], [inputs.mask, 1], [inputs.types, 2]];
+
+  return {
+    inputShape: [rows, L],
+    outputs: task === 'token' ? L * K : K,
+    groups: [...used.map((gr) => gr.name), 'head'],
+    params,
+    encoderGroups: used,
+    graph: g,
+    rows,
+    config: { kind: 'text-encoder', encoder: enc.id, task, pooling, seqLen: L, classes: K, dropout, hidden: H },
+    forward(b: GraphBuilder, x: Sym, ctx: ForwardContext): Sym {
+      const row = (r: number) => b.op1('Gather', [x, b.constant(tensor('int64', [], [r]))], { axis: 1 }); // [B, L]
+      const vals = new Map<string, Sym>();
+      for (const [name, r] of inputRow) if (name) vals.set(name, b.cast(row(r), inputs.dtypes[name] ?? 'int64'));
+      const get = (i: string): Sym | null => {
+        if (!i) return null;
+        const v = vals.get(i);
+        if (v) return v;
+        if (weights.has(i)) return ctx.param(i);
+        const t = inits.get(i);
+        if (!t) throw new GraftError('E_GRAPH_UNKNOWN_TENSOR', `encoder ${enc.id}: tensor "${i}" is not computed`, 'This is a bug in graft.');
+        const name = `enc:${i}`;
+        const s = b.has(name) ? b.sym(name) : b.init(name, t);
+        vals.set(i, s);
+        return s;
+      };
+      for (const n of g.nodes) {
+        const outs = b.op(n.op, n.inputs.map(get), n.attrs as Record<string, AttrInput>, { outputs: n.outputs.length, name: b.graph.fresh(`enc/${n.name}`) });
+        n.outputs.forEach((t, i) => vals.set(t, outs[i]!));
+      }
+      const h = vals.get(enc.hiddenOutput)!; // [B, L, H]
+      const w = ctx.param('head.weight');
+      const bias = ctx.param('head.bias');
+      if (task === 'token') {
+        const flat = ctx.dropout(b.reshape(h, [-1, H]), dropout, 'hidden');
+        return b.reshape(b.op1('Gemm', [flat, w, bias]), [-1, L * K]);
+      }
+      let pooled: Sym;
+      if (pooling === 'cls') {
+        pooled = b.op1('Slice', [b.reshape(h, [-1, L * H]), b.ints([0]), b.ints([H]), b.ints([1])]);
+      } else {
+        const mask = row(1);
+        const sum = b.matmul(b.reshape(mask, [-1, 1, L]), h); // [B, 1, H]
+        const count = b.op1('Max', [b.reduceSum(mask, [1], true), b.like(1, mask)]);
+        pooled = b.div(b.reshape(sum, [-1, H]), count);
+      }
+      return b.op1('Gemm', [ctx.dropout(pooled, dropout, 'pooled'), w, bias]);
+    },
+  };
+}
+
+/**
+ * The trained network as one inference graph from token ids (the encoder's own inputs): for 'sequence',
+ * outputs logits and probabilities [batch, classes]; for 'token', [batch, sequence, classes].
+ */
+export function encoderModelGraph(enc: TextEncoder, net: EncoderNetwork, values: (name: string) => Float32Array): Graph {
+  const g = net.graph.clone();
+  for (const gr of net.encoderGroups) {
+    for (const w of gr.params) {
+      const t = g.initializers.get(w)!;
+      g.initializers.set(w, { ...t, data: Float32Array.from(values(w)) });
+    }
+  }
+  const trained: TextEncoder = { ...enc, graph: g };
+  const c = net.config as { task: EncoderTask; pooling: TextPooling; classes: number };
+  const K = c.classes;
+  const H = enc.hidden;
+  const b = new GraphBuilder();
+  b.graph.name = 'head';
+  const token = c.task === 'token';
+  const x = b.input('input', 'float32', token ? ['N', 'S', H] : ['N', H]);
+  const w = b.init('head.weight', tensor('float32', [H, K], values('head.weight')));
+  const bias = b.init('head.bias', tensor('float32', [K], values('head.bias')));
+  const logits = b.add(b.matmul(x, w), bias);
+  b.output(logits, 'logits');
+  b.output(b.op1('Softmax', [logits], { axis: -1 }), 'probabilities');
+  if (!token) return encoderWithHead(trained, c.pooling, b.graph).graph;
+  // Token task: the head on every hidden state.
+  const out = trained.graph.clone();
+  const [lg, pr] = out.append(b.graph, { input: enc.hiddenOutput }, 'head/');
+  out.addNode('Identity', [lg!], ['logits']);
+  out.addNode('Identity', [pr!], ['probabilities']);
+  out.outputs = [
+    { name: 'logits', dtype: 'float32', shape: ['batch', 'sequence', K] },
+    { name: 'probabilities', dtype: 'float32', shape: ['batch', 'sequence', K] },
+  ];
+  out.prune();
+  out.metadata.set('graft.backbone', `${enc.id}@${enc.sha256}`);
+  out.metadata.set('graft.cut', 'tokens');
+  return out;
+}
