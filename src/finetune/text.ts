@@ -28,7 +28,8 @@ import { type NerReport, type TextEntity, alignTags, encodeTags, entitiesInText,
 import { Learner, type Dataset, shuffled } from '../train/learner.ts';
 import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/callbacks.ts';
 import { crossEntropy, tokenCrossEntropy, tokenTargets } from '../train/losses.ts';
-import { type PolicyKind, type StageRecord, StageTracker, planStages, runStages } from '../train/policies.ts';
+import { type PolicyKind, type StageRecord, type StagesResult, StageTracker, planStages, runStages } from '../train/policies.ts';
+import { setFit } from '../text/setfit.ts';
 import { diagnose, type Diagnosis } from '../train/diagnose.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
 import { GRAFT_VERSION, type LoadedModel, loadModel, readCard, saveModel, sha256 } from '../model/folder.ts';
@@ -43,7 +44,10 @@ export interface FineTuneTextOptions {
   /** A text encoder: model folder, .onnx file or hub id. */
   backbone: string;
   task?: TextTask;
-  mode?: PolicyKind;
+  /** A policy, or 'setfit' (few-shot classification: contrastive pairs, then a head; see text/setfit.ts). */
+  mode?: PolicyKind | 'setfit';
+  /** setfit: pair rounds over the examples (default 20). */
+  iterations?: number;
   /** Train only the top N encoder groups (plus the head). */
   unfreeze?: number;
   epochs?: number;
@@ -237,8 +241,12 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
   const p = await prepare(o, task, log);
   const k = p.labels.length;
   const seqLen = sequenceLength(p, o.seqLen, log);
+  const setfit = kind === 'setfit';
+  if (setfit && task !== 'classify') throw new GraftError('E_BAD_OPTION', `--mode setfit classifies single texts; --task ${task} needs --mode finetune, gradual or probe`, 'Use --task classify with --mode setfit.');
+  // SetFit trains mean-pooled embeddings without dropout; its head sits on exactly those.
   const net = encoderNetwork(p.enc, {
-    classes: k, seqLen, task: task === 'ner' ? 'token' : 'sequence', seed, ...(o.pooling ? { pooling: o.pooling } : {}), ...(o.dropout !== undefined ? { dropout: o.dropout } : {}),
+    classes: k, seqLen, task: task === 'ner' ? 'token' : 'sequence', seed, ...(setfit ? { pooling: 'mean' as const, dropout: 0 } : {}),
+    ...(o.pooling && !setfit ? { pooling: o.pooling } : {}), ...(o.dropout !== undefined && !setfit ? { dropout: o.dropout } : {}),
   });
   const padId = p.enc.tokenizer.padId;
   const train = dataset(p.train, net, padId, task, k);
@@ -249,7 +257,7 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
   const steps = Math.ceil(train.n / batch) * epochs;
   const warm = o.warmup ?? 0.1;
   if (!(warm >= 0 && warm < 1)) throw new GraftError('E_BAD_OPTION', `--warmup is a fraction of the steps in [0, 1), got ${warm}`, 'Use e.g. 0.1.');
-  const stages = planStages(net.groups, kind, {
+  const stages = setfit ? [] : planStages(net.groups, kind as PolicyKind, {
     epochs, lr: o.lr ?? 1e-4, lrMult: o.lrMult ?? 0.9, freezeEpochs: o.freezeEpochs ?? 2, ...(o.headLr !== undefined ? { headLr: o.headLr } : {}),
     ...(o.unfreeze !== undefined ? { unfreeze: o.unfreeze } : {}),
     schedule: { kind: 'linear-warmup', warmup: Math.max(1, Math.round(steps * warm)), decay: 'linear' },
@@ -268,7 +276,7 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
       log(`resuming from ${ckpt}`);
     }
     // NER's Learner accuracy is not meaningful (token targets): no accuracy-based fallback there.
-    const { stages: done, kept, note } = await runStages(learner, stages, log, { fallback: task !== 'ner' });
+    const { stages: done, kept, note } = setfit ? await runSetFit(learner, p, k, seqLen, o, log) : await runStages(learner, stages, log, { fallback: task !== 'ner' });
     // Validation scores come from the saved graph itself: full length, padded per batch as predict does.
     const w = learner.getWeights();
     const graph = encoderModelGraph(p.enc, net, (n) => w.get(n)!);
@@ -294,7 +302,7 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
         await session.dispose();
       }
     }
-    const trainedGroups = net.groups.slice(Math.min(...stages.map((s) => s.trainFrom)));
+    const trainedGroups = setfit ? net.groups : net.groups.slice(Math.min(...stages.map((s) => s.trainFrom)));
     const diagnosis = diagnose({
       history: learner.history, trainAccuracy: trainAccuracy ?? NaN, valAccuracy: valAccuracy ?? ner?.micro.f1 ?? null, classes: k, nTrain: train.n,
       trained: trainedGroups, canFineTune: trainedGroups.length < net.groups.length,
@@ -332,6 +340,18 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
   } finally {
     await learner.dispose();
   }
+}
+
+/** SetFit in place of the staged policy: the learner ends on SetFit's weights (encoder and head). */
+async function runSetFit(l: Learner, p: Prepared, k: number, seqLen: number, o: FineTuneTextOptions, log: (s: string) => void): Promise<StagesResult> {
+  const r = await setFit(p.enc, p.train.tok, p.train.y as Int32Array, k, seqLen, {
+    ...(o.iterations !== undefined ? { iterations: o.iterations } : {}), ...(o.epochs !== undefined ? { epochs: o.epochs } : {}), ...(o.lr !== undefined ? { lr: o.lr } : {}),
+    ...(o.headLr !== undefined ? { headLr: o.headLr } : {}), ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}), seed: o.seed ?? 0,
+    ...(o.threads ? { threads: o.threads } : {}), log,
+  });
+  l.restoreWeights(r.weights);
+  log(`setfit: contrastive loss ${r.contrastiveLoss.first.toFixed(4)} -> ${r.contrastiveLoss.last.toFixed(4)} over ${r.pairs} pairs`);
+  return { stages: [{ name: 'setfit', trainFrom: 0, groups: l.net.groups, epochs: o.epochs ?? 1, lr: [o.lr ?? 2e-5], epochsRun: o.epochs ?? 1 }], kept: 'setfit', note: null };
 }
 
 // ---- prediction ---------------------------------------------------------------------------------------------

@@ -148,50 +148,32 @@ export function tokenRows(t: Pick<Tokenized, 'ids' | 'typeIds'>, seqLen: number,
   return x;
 }
 
-export function encoderNetwork(enc: TextEncoder, o: EncoderNetOptions): EncoderNetwork {
-  if (!(Number.isInteger(o.classes) && o.classes >= 2)) throw new GraftError('E_BAD_OPTION', `a classifier needs at least 2 classes, got ${o.classes}`, 'Check the labels.');
-  if (!(Number.isInteger(o.seqLen) && o.seqLen >= 1 && o.seqLen <= enc.tokenizer.maxLength)) {
-    throw new GraftError('E_BAD_OPTION', `seqLen must be an integer from 1 to the encoder's ${enc.tokenizer.maxLength} tokens, got ${o.seqLen}`, 'Use a shorter length.');
-  }
-  const task = o.task ?? 'sequence';
-  const pooling = o.pooling ?? 'cls';
-  const dropout = o.dropout ?? 0.1;
-  if (!(dropout >= 0 && dropout < 1)) throw new GraftError('E_BAD_OPTION', `dropout must be in [0, 1), got ${dropout}`, 'Use e.g. 0.1.');
+/** The encoder's weights as parameters and its nodes replayed into a builder: x [B, rows, L] -> hidden [B, L, H]. */
+export interface EncoderReplay {
+  params: Param[];
+  groups: EncoderGroup[];
+  graph: Graph;
+  rows: number;
+  hidden(b: GraphBuilder, x: Sym, ctx: ForwardContext): Sym;
+}
+
+export function encoderReplay(enc: TextEncoder): EncoderReplay {
   const g = untied(enc);
   const { groups, weights, decay } = analyse(g);
   const used = groups.filter((gr) => gr.params.length);
-  const index = new Map(used.map((gr, i) => [gr.name, i]));
   const params: Param[] = [];
-  for (const gr of used) {
+  used.forEach((gr, gi) => {
     for (const w of gr.params) {
       const t = g.initializers.get(w)!;
-      params.push({ name: w, shape: [...t.dims], value: Float32Array.from(t.data as Float32Array), group: index.get(gr.name)!, decay: decay.has(w) });
+      params.push({ name: w, shape: [...t.dims], value: Float32Array.from(t.data as Float32Array), group: gi, decay: decay.has(w) });
     }
-  }
-  const H = enc.hidden;
-  const K = o.classes;
-  const head = used.length;
-  const std = 0.02; // BERT's initialiser for new dense layers
-  const hw = normal(H * K, mixSeed(o.seed ?? 0, 'encoder-head'));
-  for (let i = 0; i < hw.length; i++) hw[i]! *= std;
-  params.push({ name: 'head.weight', shape: [H, K], value: hw, group: head, decay: true });
-  params.push({ name: 'head.bias', shape: [K], value: new Float32Array(K), group: head, decay: false });
-  const rows = encoderRows(enc);
-  const L = o.seqLen;
+  });
   const inits = g.initializers;
   const inputs = enc.inputs;
   const inputRow: [string | null, number][] = [[inputs.ids, 0], [inputs.mask, 1], [inputs.types, 2]];
-
   return {
-    inputShape: [rows, L],
-    outputs: task === 'token' ? L * K : K,
-    groups: [...used.map((gr) => gr.name), 'head'],
-    params,
-    encoderGroups: used,
-    graph: g,
-    rows,
-    config: { kind: 'text-encoder', encoder: enc.id, task, pooling, seqLen: L, classes: K, dropout, hidden: H },
-    forward(b: GraphBuilder, x: Sym, ctx: ForwardContext): Sym {
+    params, groups: used, graph: g, rows: encoderRows(enc),
+    hidden(b, x, ctx) {
       const row = (r: number) => b.op1('Gather', [x, b.constant(tensor('int64', [], [r]))], { axis: 1 }); // [B, L]
       const vals = new Map<string, Sym>();
       for (const [name, r] of inputRow) if (name) vals.set(name, b.cast(row(r), inputs.dtypes[name] ?? 'int64'));
@@ -211,23 +193,95 @@ export function encoderNetwork(enc: TextEncoder, o: EncoderNetOptions): EncoderN
         const outs = b.op(n.op, n.inputs.map(get), n.attrs as Record<string, AttrInput>, { outputs: n.outputs.length, name: b.graph.fresh(`enc/${n.name}`) });
         n.outputs.forEach((t, i) => vals.set(t, outs[i]!));
       }
-      const h = vals.get(enc.hiddenOutput)!; // [B, L, H]
+      return vals.get(enc.hiddenOutput)!;
+    },
+  };
+}
+
+/** Pooled hidden states [B, H] of hidden [B, L, H]: the first token, or the mean over the mask [B, L]. */
+export function poolHidden(b: GraphBuilder, h: Sym, mask: Sym, pooling: TextPooling): Sym {
+  const [L, H] = [Number(h.shape[1]), Number(h.shape[2])];
+  if (pooling === 'cls') return b.op1('Slice', [b.reshape(h, [-1, L * H]), b.ints([0]), b.ints([H]), b.ints([1])]);
+  const sum = b.matmul(b.reshape(mask, [-1, 1, L]), h); // [B, 1, H]
+  const count = b.op1('Max', [b.reduceSum(mask, [1], true), b.like(1, mask)]);
+  return b.div(b.reshape(sum, [-1, H]), count);
+}
+
+export function encoderNetwork(enc: TextEncoder, o: EncoderNetOptions): EncoderNetwork {
+  if (!(Number.isInteger(o.classes) && o.classes >= 2)) throw new GraftError('E_BAD_OPTION', `a classifier needs at least 2 classes, got ${o.classes}`, 'Check the labels.');
+  checkSeqLen(enc, o.seqLen);
+  const task = o.task ?? 'sequence';
+  const pooling = o.pooling ?? 'cls';
+  const dropout = o.dropout ?? 0.1;
+  if (!(dropout >= 0 && dropout < 1)) throw new GraftError('E_BAD_OPTION', `dropout must be in [0, 1), got ${dropout}`, 'Use e.g. 0.1.');
+  const r = encoderReplay(enc);
+  const params = [...r.params];
+  const H = enc.hidden;
+  const K = o.classes;
+  const head = r.groups.length;
+  const std = 0.02; // BERT's initialiser for new dense layers
+  const hw = normal(H * K, mixSeed(o.seed ?? 0, 'encoder-head'));
+  for (let i = 0; i < hw.length; i++) hw[i]! *= std;
+  params.push({ name: 'head.weight', shape: [H, K], value: hw, group: head, decay: true });
+  params.push({ name: 'head.bias', shape: [K], value: new Float32Array(K), group: head, decay: false });
+  const L = o.seqLen;
+  return {
+    inputShape: [r.rows, L],
+    outputs: task === 'token' ? L * K : K,
+    groups: [...r.groups.map((gr) => gr.name), 'head'],
+    params,
+    encoderGroups: r.groups,
+    graph: r.graph,
+    rows: r.rows,
+    config: { kind: 'text-encoder', encoder: enc.id, task, pooling, seqLen: L, classes: K, dropout, hidden: H },
+    forward(b: GraphBuilder, x: Sym, ctx: ForwardContext): Sym {
+      const h = r.hidden(b, x, ctx); // [B, L, H]
       const w = ctx.param('head.weight');
       const bias = ctx.param('head.bias');
       if (task === 'token') {
         const flat = ctx.dropout(b.reshape(h, [-1, H]), dropout, 'hidden');
         return b.reshape(b.op1('Gemm', [flat, w, bias]), [-1, L * K]);
       }
-      let pooled: Sym;
-      if (pooling === 'cls') {
-        pooled = b.op1('Slice', [b.reshape(h, [-1, L * H]), b.ints([0]), b.ints([H]), b.ints([1])]);
-      } else {
-        const mask = row(1);
-        const sum = b.matmul(b.reshape(mask, [-1, 1, L]), h); // [B, 1, H]
-        const count = b.op1('Max', [b.reduceSum(mask, [1], true), b.like(1, mask)]);
-        pooled = b.div(b.reshape(sum, [-1, H]), count);
-      }
-      return b.op1('Gemm', [ctx.dropout(pooled, dropout, 'pooled'), w, bias]);
+      const mask = b.op1('Gather', [x, b.constant(tensor('int64', [], [1]))], { axis: 1 });
+      return b.op1('Gemm', [ctx.dropout(poolHidden(b, h, mask, pooling), dropout, 'pooled'), w, bias]);
+    },
+  };
+}
+
+function checkSeqLen(enc: TextEncoder, n: number): void {
+  if (!(Number.isInteger(n) && n >= 1 && n <= enc.tokenizer.maxLength)) {
+    throw new GraftError('E_BAD_OPTION', `seqLen must be an integer from 1 to the encoder's ${enc.tokenizer.maxLength} tokens, got ${n}`, 'Use a shorter length.');
+  }
+}
+
+/**
+ * SetFit's contrastive network: x [B, 2, rows, L] holds a pair of texts per example; both go through the
+ * same encoder (one pass over 2B texts, shared weights) and mean pooling; the output [B, 1] is the cosine
+ * similarity of the two embeddings, trained toward 1 for pairs of one class and 0 otherwise.
+ */
+export function siameseNetwork(enc: TextEncoder, o: { seqLen: number; pooling?: TextPooling }): Network & { replay: EncoderReplay } {
+  checkSeqLen(enc, o.seqLen);
+  const r = encoderReplay(enc);
+  const L = o.seqLen;
+  const H = enc.hidden;
+  const pooling = o.pooling ?? 'mean';
+  return {
+    inputShape: [2, r.rows, L],
+    outputs: 1,
+    groups: r.groups.map((gr) => gr.name),
+    params: r.params,
+    replay: r,
+    config: { kind: 'siamese-text-encoder', encoder: enc.id, pooling, seqLen: L },
+    forward(b, x, ctx) {
+      const flat = b.reshape(x, [-1, r.rows, L]); // pair i -> rows 2i and 2i + 1
+      const h = r.hidden(b, flat, ctx);
+      const mask = b.op1('Gather', [flat, b.constant(tensor('int64', [], [1]))], { axis: 1 });
+      const e = b.reshape(poolHidden(b, h, mask, pooling), [-1, 2, H]);
+      const side = (i: number) => b.op1('Gather', [e, b.constant(tensor('int64', [], [i]))], { axis: 1 }); // [B, H]
+      const [u, v] = [side(0), side(1)];
+      const dot = b.reduceSum(b.mul(u, v), [1], true);
+      const norm = (t: Sym) => b.sqrt(b.add(b.reduceSum(b.mul(t, t), [1], true), b.like(1e-12, t)));
+      return b.div(dot, b.mul(norm(u), norm(v))); // [B, 1]
     },
   };
 }

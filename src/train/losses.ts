@@ -87,14 +87,13 @@ export function tokenCrossEntropy(classes: number): Loss {
       const dz = b.sub(b.mul(b.exp(logp), b.reduceSum(tt, [2], true)), tt);
       return { loss, dlogits: b.reshape(dz, shape) };
     },
-    targets(y, width) {
+    targets(y) {
       if (!(y instanceof Float32Array)) throw new GraftError('E_BAD_OPTION', 'token targets are one-hot rows per token (Float32Array)', 'Build them with tokenTargets().');
       let count = 0;
       for (let i = 0; i < y.length; i++) count += y[i]!;
       const t = new Float32Array(y.length);
       const inv = 1 / Math.max(1, count);
       for (let i = 0; i < y.length; i++) t[i] = y[i]! * inv;
-      void width;
       return t;
     },
   };

@@ -1,0 +1,148 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cliRunner, expectError } from '../cli/testkit.ts';
+import { writeSpamSplit, writeSubjectPairs } from '../data/spam.ts';
+import { loadTextEncoder } from '../backbones/textenc.ts';
+import { contrastivePairs } from '../text/setfit.ts';
+import { readTextTable } from '../data/text.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'graft-textft-'));
+const graft = cliRunner(join(dir, 'cache'));
+const ENC = new URL('../../fixtures/textenc/tiny-bert', import.meta.url).pathname;
+const NER = new URL('../../fixtures/ner/', import.meta.url).pathname;
+let spam: { train: string; test: string };
+let pairs: { train: string; test: string };
+
+before(() => {
+  spam = writeSpamSplit(dir, 240, 100, 0, 600);
+  mkdirSync(join(dir, 'pairs'));
+  pairs = writeSubjectPairs(join(dir, 'pairs'), 200, 60, 0, 200);
+});
+
+// The encoder fixture is a tiny BERT with random weights (no pretrained BERT installs offline): these tests
+// check that the encoder's own layers learn real tasks from scratch quickly, not transfer quality.
+
+test('NER: fine-tuning the encoder on real CoNLL text reaches entity F1 > 0.3; predict prints entities with character offsets; eval scores entities', () => {
+  const out = join(dir, 'ner');
+  const t = graft('train', join(NER, 'train.conll'), '--backbone', ENC, '--task', 'ner', '--val-data', join(NER, 'dev.conll'), '--epochs', '6', '--freeze-epochs', '1',
+    '--lr', '3e-3', '--out', out, '--json');
+  assert.equal(t.code, 0, t.stderr);
+  const r = t.json();
+  assert.equal(r.task, 'ner');
+  assert.deepEqual(r.trainedGroups, ['embeddings', 'layer0', 'layer1', 'head']);
+  assert.deepEqual(r.stages.map((s: { name: string }) => s.name), ['head', 'fine-tune']);
+  // Layer-wise decay: each group down gets 0.9 of the rate above it.
+  assert.deepEqual(r.stages[1].lr.map((x: number) => +x.toPrecision(6)), [2.187e-3, 2.43e-3, 2.7e-3, 3e-3]);
+  assert.ok(r.ner.micro.f1 > 0.3, `validation entity F1 ${r.ner.micro.f1}`);
+  assert.match(t.stderr, /training length \d+ tokens \(95th percentile\)/);
+  const card = JSON.parse(readFileSync(join(out, 'graft.json'), 'utf8'));
+  assert.equal(card.task, 'token-classification');
+  assert.equal(card.labels[0], 'O');
+  assert.ok(card.files['model.onnx'] && readFileSync(join(out, 'tokenizer.json')).length > 0);
+
+  const e = graft('eval', out, join(NER, 'test.conll'), '--json');
+  assert.equal(e.code, 0, e.stderr);
+  const ev = e.json();
+  assert.equal(ev.n, 500);
+  assert.ok(ev.micro.f1 > 0.3, `test entity F1 ${ev.micro.f1}`);
+  assert.ok(Math.abs(ev.micro.f1 - (2 * ev.micro.precision * ev.micro.recall) / (ev.micro.precision + ev.micro.recall)) < 1e-12);
+
+  const texts = join(dir, 'ner-texts.csv');
+  const text = 'It costs $12.99 (50% off) at www.example.com until 2002-08-22.';
+  writeFileSync(texts, `text\n"${text}"\n""\n"${'word '.repeat(400)}"\n`);
+  const p = graft('predict', out, texts, '--json');
+  assert.equal(p.code, 0, p.stderr);
+  const preds = p.json().predictions as { text: string; entities: { type: string; start: number; end: number; text: string; score: number }[] }[];
+  assert.equal(preds.length, 3);
+  for (const ent of preds[0]!.entities) {
+    assert.equal(text.slice(ent.start, ent.end), ent.text, 'offsets point at the entity text');
+    assert.ok(ent.score > 0 && ent.score <= 1);
+  }
+  assert.ok(preds[0]!.entities.length > 0, 'some entity found in a text full of them');
+  assert.deepEqual(preds[1]!.entities, [], 'an empty text has no entities');
+  assert.match(p.stderr, /warning: 1 of 3 text\(s\) had more than 128 tokens/);
+  const plain = graft('predict', out, texts);
+  assert.match(plain.stdout, /^text 1: \d+ entit/m);
+  assert.match(plain.stdout, /\t\d+-\d+\t"/);
+});
+
+test('sequence classification: fine-tuning with --mode gradual unfreezes one group per epoch; the saved model predicts the same as the validation score', () => {
+  const out = join(dir, 'cls');
+  const t = graft('train', spam.train, '--backbone', ENC, '--task', 'classify', '--mode', 'gradual', '--epochs', '4', '--lr', '1e-3', '--cut', 'mean', '--out', out, '--json');
+  assert.equal(t.code, 0, t.stderr);
+  const r = t.json();
+  assert.deepEqual(r.stages.map((s: { groups: string[] }) => s.groups[0]), ['head', 'layer1', 'layer0', 'embeddings']);
+  assert.ok(r.valAccuracy > 0.6, `validation accuracy ${r.valAccuracy}`);
+  const e = graft('eval', out, spam.test, '--json');
+  assert.equal(e.code, 0, e.stderr);
+  assert.ok(e.json().accuracy > 0.6, `test accuracy ${e.json().accuracy}`);
+  const p = graft('predict', out, spam.test, '--json');
+  const probs = p.json().predictions.map((q: { probabilities: Record<string, number> }) => q.probabilities);
+  for (const q of probs) assert.ok(Math.abs(q.ham + q.spam - 1) < 1e-5);
+});
+
+test('sentence pairs: text and text_pair share one sequence with segment ids; eval and predict read both columns', async () => {
+  const enc = await loadTextEncoder(ENC);
+  const one = enc.tokenizer.encodePairOne('free money', 'click here');
+  assert.deepEqual(Array.from(one.typeIds), [0, 0, 0, 0, 1, 1, 1]);
+  const out = join(dir, 'pair');
+  const t = graft('train', pairs.train, '--backbone', ENC, '--task', 'pair', '--epochs', '2', '--freeze-epochs', '1', '--out', out, '--json');
+  assert.equal(t.code, 0, t.stderr);
+  assert.deepEqual(t.json().labels, ['match', 'other']);
+  const e = graft('eval', out, pairs.test, '--json');
+  assert.equal(e.code, 0, e.stderr);
+  assert.equal(e.json().n, 60);
+  const p = graft('predict', out, pairs.test, '--json');
+  assert.equal(p.code, 0, p.stderr);
+  const preds = p.json().predictions as { label: string }[];
+  const truth = readFileSync(pairs.test, 'utf8').trim().split('\n').slice(1).map((l) => l.slice(l.lastIndexOf(',') + 1));
+  const acc = preds.filter((q, i) => q.label === truth[i]).length / preds.length;
+  assert.ok(Math.abs(acc - e.json().accuracy) < 1e-12, 'predict and eval agree');
+  // A pair model needs its second column.
+  const single = join(dir, 'single.csv');
+  writeFileSync(single, 'text,label\nhello,match\n');
+  expectError(graft('eval', out, single), 'E_CSV_COLUMNS');
+});
+
+test('SetFit: contrastive pairs, positives within a class and negatives across; --mode setfit trains and saves a classifier', () => {
+  const y = Int32Array.from([0, 0, 0, 1, 1, 1, 2, 2]);
+  const p = contrastivePairs(y, 3, 7);
+  assert.equal(p.a.length, p.same.length);
+  for (let i = 0; i < p.a.length; i++) {
+    assert.equal(y[p.a[i]!] === y[p.b[i]!], p.same[i] === 1);
+    if (p.same[i] === 1) assert.notEqual(p.a[i], p.b[i]);
+  }
+  assert.equal(p.same.filter((v) => v === 1).length, 3 * 8, 'one positive per example and round');
+  assert.equal(p.same.filter((v) => v === 0).length, 3 * 8, 'one negative per example and round');
+
+  const few = join(dir, 'few.csv');
+  const t0 = readTextTable(spam.train);
+  const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
+  const pick = (label: string) => t0.texts.filter((_, i) => t0.labels![i] === label).slice(0, 8).map((s) => `${q(s)},${label}`);
+  writeFileSync(few, ['text,label', ...pick('spam'), ...pick('ham')].join('\n') + '\n');
+  const out = join(dir, 'setfit');
+  const t = graft('train', few, '--backbone', ENC, '--mode', 'setfit', '--val', '0', '--lr', '1e-3', '--out', out, '--json');
+  assert.equal(t.code, 0, t.stderr);
+  assert.equal(t.json().kept, 'setfit');
+  assert.match(t.stderr, /setfit: 6\d\d pairs from 16 examples/);
+  const e = graft('eval', out, spam.test, '--json');
+  assert.equal(e.code, 0, e.stderr);
+  expectError(graft('train', pairs.train, '--backbone', ENC, '--task', 'pair', '--mode', 'setfit'), 'E_BAD_OPTION');
+});
+
+test('bad input: word vectors cannot be fine-tuned, unknown task, unknown labels at eval, malformed CoNLL with its line', () => {
+  expectError(graft('train', spam.train, '--backbone', 'glove-100d', '--mode', 'finetune'), 'E_BAD_OPTION');
+  expectError(graft('train', spam.train, '--backbone', ENC, '--task', 'summarise'), 'E_BAD_OPTION');
+  expectError(graft('train', spam.train, '--task', 'ner', '--mode', 'finetune'), 'E_BAD_OPTION');
+  const bad = join(dir, 'bad.conll');
+  writeFileSync(bad, 'Hello O\nworld B-LOC extra\n\n');
+  const r = graft('train', bad, '--backbone', ENC, '--task', 'ner');
+  expectError(r, 'E_CONLL_MALFORMED');
+  assert.match(r.stderr, /line 2/);
+  const unknown = join(dir, 'unknown.csv');
+  writeFileSync(unknown, 'text,label\nhello there,eggs\n');
+  expectError(graft('eval', join(dir, 'cls'), unknown), 'E_UNKNOWN_LABEL');
+});
