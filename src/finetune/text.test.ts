@@ -64,6 +64,10 @@ test('NER: fine-tuning the encoder on real CoNLL text reaches entity F1 > 0.3; p
   assert.ok(preds[0]!.entities.length > 0, 'some entity found in a text full of them');
   assert.deepEqual(preds[1]!.entities, [], 'an empty text has no entities');
   assert.match(p.stderr, /warning: 1 of 3 text\(s\) had more than 128 tokens/);
+  const rep = graft('report', out, '--data', join(NER, 'test.conll'), '--out', join(dir, 'ner.html'));
+  assert.equal(rep.code, 0, rep.stderr);
+  assert.match(rep.stdout, /7\d{3} words of 500 sentences .* entities \(seqeval\): precision [\d.]+, recall [\d.]+, F1 0\.[3-9]/);
+  assert.match(readFileSync(join(dir, 'ner.html'), 'utf8'), /B-URL/);
   const plain = graft('predict', out, texts);
   assert.match(plain.stdout, /^text 1: \d+ entit/m);
   assert.match(plain.stdout, /\t\d+-\d+\t"/);
@@ -101,6 +105,9 @@ test('sentence pairs: text and text_pair share one sequence with segment ids; ev
   const truth = readFileSync(pairs.test, 'utf8').trim().split('\n').slice(1).map((l) => l.slice(l.lastIndexOf(',') + 1));
   const acc = preds.filter((q, i) => q.label === truth[i]).length / preds.length;
   assert.ok(Math.abs(acc - e.json().accuracy) < 1e-12, 'predict and eval agree');
+  const rep = graft('report', out, '--data', pairs.test, '--out', join(dir, 'pair.html'), '--json');
+  assert.equal(rep.code, 0, rep.stderr);
+  assert.ok(Math.abs(rep.json().accuracy - e.json().accuracy) < 1e-12, 'the report scores pairs as eval does');
   // A pair model needs its second column.
   const single = join(dir, 'single.csv');
   writeFileSync(single, 'text,label\nhello,match\n');

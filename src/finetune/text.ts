@@ -322,7 +322,7 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
       backbone: { id: o.backbone, sha256: p.enc.sha256, cut: String(pre.pooling) },
       head: net.config,
       training: {
-        mode: kind, task, stages: done, trainedGroups, seqLen, batchSize: batch, epochs, lr: o.lr ?? 1e-4, lrMult: o.lrMult ?? 0.9, warmup: warm, seed,
+        mode: kind, task, stages: done, trainedGroups, seqLen, val: o.valData ? 0 : o.val ?? 0.2, batchSize: batch, epochs, lr: o.lr ?? 1e-4, lrMult: o.lrMult ?? 0.9, warmup: warm, seed,
         optimizer: learner.opt.options, bestEpoch: early.bestEpoch, kept, ...(note ? { note } : {}),
       },
       metrics: {
@@ -447,10 +447,15 @@ export async function predictEntities(dir: string, texts: string[], o: { threads
   }
 }
 
-/** Entity-level precision, recall and F1 of a NER model on a CoNLL (or JSONL) file. */
-export async function evalNer(dir: string, data: string, o: { threads?: number; log?: (s: string) => void } = {}): Promise<NerReport & { n: number }> {
+/**
+ * A NER model on a CoNLL (or JSONL) file: the gold sentences, each word's tag probabilities (its first
+ * token's; [words, k] row-major per sentence; a word cut off by the token limit gets O with probability 1)
+ * and the predicted word tags.
+ */
+export async function tagSentences(dir: string, data: string, o: { threads?: number; log?: (s: string) => void } = {}): Promise<{ labels: string[]; sentences: ConllSentence[]; probs: Float32Array[]; pred: string[][] }> {
   const model = await loadModel(dir, o.threads ? { threads: o.threads } : {});
   try {
+    if (model.card.task !== 'token-classification') throw new GraftError('E_BAD_OPTION', `model ${dir} classifies whole texts, not tokens`, 'Evaluate it on a CSV/JSONL of labelled texts.');
     const { pre, tok, inputs } = tokenModel(model, dir);
     const labels = model.card.labels;
     const gold = readConll(data, o.log ? { log: o.log } : {});
@@ -458,12 +463,29 @@ export async function evalNer(dir: string, data: string, o: { threads?: number; 
     if (unknown.length) o.log?.(`warning: tag(s) ${unknown.join(', ')} in ${data} are not among the model's labels; those entities count as missed`);
     const enc = gold.sentences.map((s) => tok.encodeWords(s.tokens));
     const k = labels.length;
-    const probs = await runTokenModel(model.session, inputs, pre.padId ?? tok.padId, { ids: enc.map((e) => e.ids), typeIds: enc.map((e) => e.typeIds) }, model.card.outputs.probabilities, k);
-    const pred = gold.sentences.map((s, i) => wordTagsOf(probs[i]!, enc[i]!.wordIds, s.tokens.length, labels));
-    return { ...nerScores(gold.sentences.map((s) => s.tags), pred), n: gold.sentences.length };
+    const tokenProbs = await runTokenModel(model.session, inputs, pre.padId ?? tok.padId, { ids: enc.map((e) => e.ids), typeIds: enc.map((e) => e.typeIds) }, model.card.outputs.probabilities, k);
+    const probs = gold.sentences.map((s, i) => {
+      const w = new Float32Array(s.tokens.length * k);
+      for (let j = 0; j < s.tokens.length; j++) w[j * k + labels.indexOf('O')] = 1;
+      const seen = new Set<number>();
+      enc[i]!.wordIds.forEach((wi, j) => {
+        if (wi === null || seen.has(wi)) return;
+        seen.add(wi);
+        w.set(tokenProbs[i]!.subarray(j * k, (j + 1) * k), wi * k);
+      });
+      return w;
+    });
+    const pred = gold.sentences.map((s, i) => wordTagsOf(tokenProbs[i]!, enc[i]!.wordIds, s.tokens.length, labels));
+    return { labels, sentences: gold.sentences, probs, pred };
   } finally {
     await model.dispose();
   }
+}
+
+/** Entity-level precision, recall and F1 of a NER model on a CoNLL (or JSONL) file. */
+export async function evalNer(dir: string, data: string, o: { threads?: number; log?: (s: string) => void } = {}): Promise<NerReport & { n: number }> {
+  const r = await tagSentences(dir, data, o);
+  return { ...nerScores(r.sentences.map((s) => s.tags), r.pred), n: r.sentences.length };
 }
 
 /** Class probabilities for sentence pairs with a fine-tuned pair model. */

@@ -14,6 +14,8 @@ import { readImageFolder, decodeAll, type ImageFolder } from '../data/folders.ts
 import { readTextTable } from '../data/text.ts';
 import { argmaxRows, confusionMatrix, perClass, type ClassScores } from '../train/metrics.ts';
 import { predictTexts } from '../probe/text.ts';
+import { predictPairs, tagSentences } from '../finetune/text.ts';
+import { nerScores } from '../text/ner.ts';
 import { AUDIO_EXTENSIONS, embedAudio } from '../probe/audio.ts';
 
 export interface WorstExample {
@@ -215,6 +217,28 @@ export async function evaluateForReport(dir: string, o: EvaluateOptions = {}): P
     return { result: { data: c.data, origin: c.origin, description, ...(caveat ? { caveat } : {}), skipped: 0, labels, ...omitWrong(s), worst } };
   }
 
+  if (card.task === 'token-classification') {
+    // NER: word-level tag scores (each word's first token), the entity-level F1 in the description.
+    if (isDir(c.data)) throw new GraftError('E_BAD_OPTION', `model ${dir} tags words, not a folder (${c.data})`, 'Pass --data with a CoNLL file.');
+    const r = await tagSentences(dir, c.data, o.log ? { log: o.log } : {});
+    const words = r.sentences.flatMap((s, si) => s.tokens.map((w, wi) => ({ si, wi, w })));
+    const k = labels.length;
+    const probs = new Float32Array(words.length * k);
+    let at = 0;
+    for (const p of r.probs) { probs.set(p, at); at += p.length; }
+    const y = Int32Array.from(r.sentences.flatMap((s) => s.tags.map((t) => Math.max(0, labels.indexOf(t)))));
+    const s = summarise(labels, y, probs, worstN);
+    const ner = nerScores(r.sentences.map((q) => q.tags), r.pred);
+    const worst = s.wrong.map((w) => {
+      const { si, wi } = words[w.index]!;
+      const toks = r.sentences[si]!.tokens;
+      return { ...w, line: r.sentences[si]!.line + wi, text: `${toks.slice(Math.max(0, wi - 6), wi).join(' ')} [${toks[wi]}] ${toks.slice(wi + 1, wi + 7).join(' ')}` };
+    });
+    const description = `the ${words.length} words of ${r.sentences.length} sentences in ${c.data}, scored per word tag; entities (seqeval): precision ${ner.micro.precision.toFixed(4)}, recall ${ner.micro.recall.toFixed(4)}, F1 ${ner.micro.f1.toFixed(4)}`;
+    const caveat = c.fromCard ? 'This is the training file (graft.json records no separate test file): the scores are optimistic. Pass --data test.conll.' : undefined;
+    return { result: { data: c.data, origin: c.origin, description, ...(caveat ? { caveat } : {}), skipped: 0, labels, ...omitWrong(s), worst } };
+  }
+
   if (kind === 'pooled-word-vectors' || kind === 'token-ids') {
     if (isDir(c.data)) throw new GraftError('E_BAD_OPTION', `model ${dir} takes texts, not a folder (${c.data})`, 'Pass --data with a labelled CSV (text,label) or JSONL file.');
     const t = readTextTable(c.data);
@@ -230,7 +254,10 @@ export async function evaluateForReport(dir: string, o: EvaluateOptions = {}): P
     }
     const texts = Array.from(idx, (i) => t.texts[i]!);
     const { y } = encodeLabels(Array.from(idx, (i) => t.labels![i]!), labels);
-    const { probs } = await predictTexts(dir, texts);
+    const pairCol = (card.input.preprocess as { task?: string; pairColumn?: string } | undefined)?.task === 'pair'
+      ? (card.input.preprocess as { pairColumn?: string }).pairColumn ?? 'text_pair' : null;
+    const second = pairCol ? readTextTable(c.data, { textColumn: pairCol }).texts : null;
+    const { probs } = second ? await predictPairs(dir, texts, Array.from(idx, (i) => second[i]!)) : await predictTexts(dir, texts);
     const s = summarise(labels, y, probs, worstN);
     const worst = s.wrong.map((w) => ({ ...w, text: texts[w.index]!, line: t.lines[idx[w.index]!]! }));
     return { result: { data: c.data, origin: c.origin, description, ...(caveat ? { caveat } : {}), skipped: 0, labels, ...omitWrong(s), worst } };
