@@ -217,7 +217,8 @@ function dataset(e: Examples, net: EncoderNetwork, padId: number, task: TextTask
   const L = net.inputShape[1]!;
   const x = tokenRows(e.tok, L, net.rows, padId);
   const n = e.tok.ids.length;
-  return { x, y: task === 'ner' ? tokenTargets(e.y as Int32Array[], L, k) : (e.y as Int32Array), n };
+  const lengths = Int32Array.from(e.tok.ids, (ids) => Math.max(1, Math.min(L, ids.length)));
+  return { x, y: task === 'ner' ? tokenTargets(e.y as Int32Array[], L, k) : (e.y as Int32Array), n, lengths };
 }
 
 /** Word tags of one text from its per-token probabilities [tokens, k]: each word takes its first token's tag. */

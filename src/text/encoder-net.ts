@@ -234,7 +234,10 @@ export function encoderNetwork(enc: TextEncoder, o: EncoderNetOptions): EncoderN
     graph: r.graph,
     rows: r.rows,
     config: { kind: 'text-encoder', encoder: enc.id, task, pooling, seqLen: L, classes: K, dropout, hidden: H },
+    // Length bucketing: any length up to seqLen (per-token outputs are token-major, so a shorter length's are a prefix).
+    outputsAt: (len) => (task === 'token' ? len * K : K),
     forward(b: GraphBuilder, x: Sym, ctx: ForwardContext): Sym {
+      const L = Number(x.shape[2]);
       const h = r.hidden(b, x, ctx); // [B, L, H]
       const w = ctx.param('head.weight');
       const bias = ctx.param('head.bias');
@@ -272,7 +275,9 @@ export function siameseNetwork(enc: TextEncoder, o: { seqLen: number; pooling?: 
     params: r.params,
     replay: r,
     config: { kind: 'siamese-text-encoder', encoder: enc.id, pooling, seqLen: L },
+    outputsAt: () => 1,
     forward(b, x, ctx) {
+      const L = Number(x.shape[3]);
       const flat = b.reshape(x, [-1, r.rows, L]); // pair i -> rows 2i and 2i + 1
       const h = r.hidden(b, flat, ctx);
       const mask = b.op1('Gather', [flat, b.constant(tensor('int64', [], [1]))], { axis: 1 });

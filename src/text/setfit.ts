@@ -84,11 +84,13 @@ export async function setFit(enc: TextEncoder, tok: Pick<Tokenized, 'ids' | 'typ
     x.set(single.subarray(pairs.a[i]! * per, (pairs.a[i]! + 1) * per), (2 * i) * per);
     x.set(single.subarray(pairs.b[i]! * per, (pairs.b[i]! + 1) * per), (2 * i + 1) * per);
   }
+  const len = (i: number) => Math.max(1, Math.min(seqLen, tok.ids[i]!.length));
+  const lengths = Int32Array.from(pairs.a, (a, i) => Math.max(len(a), len(pairs.b[i]!)));
   const batch = o.batchSize ?? 16;
   const epochs = o.epochs ?? 1;
   log(`setfit: ${P} pairs from ${n} examples (${pairs.same.filter((v) => v === 1).length} positive), ${epochs} contrastive epoch(s) at lr ${o.lr ?? 2e-5}`);
   const body = new Learner({
-    net: siamese, train: { x, y: pairs.same, n: P }, loss: mse(), batchSize: batch, seed, optimizer: { kind: 'adamw', weightDecay: 0.01 },
+    net: siamese, train: { x, y: pairs.same, n: P, lengths }, loss: mse(), batchSize: batch, seed, optimizer: { kind: 'adamw', weightDecay: 0.01 },
     ...(o.threads ? { threads: o.threads } : {}), ...(o.callbacks ? { callbacks: o.callbacks } : {}),
   });
   let encoderWeights: Map<string, Float32Array>;
@@ -110,7 +112,7 @@ export async function setFit(enc: TextEncoder, tok: Pick<Tokenized, 'ids' | 'typ
     if (w) p.value.set(w);
   }
   const head = new Learner({
-    net, train: { x: single, y, n }, batchSize: batch, seed, optimizer: { kind: 'adamw', weightDecay: 0.01 },
+    net, train: { x: single, y, n, lengths: Int32Array.from(y, (_, i) => len(i)) }, batchSize: batch, seed, optimizer: { kind: 'adamw', weightDecay: 0.01 },
     trainableFrom: net.groups.length - 1, ...(o.threads ? { threads: o.threads } : {}),
   });
   try {

@@ -24,7 +24,16 @@ export interface Dataset {
   /** Class indices (classification) or target rows (regression). */
   y: Int32Array | Float32Array;
   n: number;
+  /**
+   * Sequence data for a network with outputsAt: each example's length along the last input axis (the
+   * rest is padding). Batches are then made of examples of similar length and cut to the longest one,
+   * rounded up to a multiple of BUCKET, so padding does not waste compute.
+   */
+  lengths?: Int32Array;
 }
+
+/** Bucket lengths are multiples of this (a few compiled shapes, little padding). */
+export const BUCKET = 16;
 
 export interface LearnerOptions {
   net: Network;
@@ -91,8 +100,8 @@ export class Learner {
   private spareSlots = new Map<string, Float32Array[]>();
   private groupSteps: number[];
   private trainable: Set<number>;
-  private trainSteps = new Map<number, TrainStep>();
-  private evalSteps = new Map<number, EvalStep>();
+  private trainSteps = new Map<string, TrainStep>();
+  private evalSteps = new Map<string, EvalStep>();
   private fitting = false;
   private fitKey = '';
   private readonly l2sp: LearnerOptions['l2sp'];
@@ -132,6 +141,10 @@ export class Learner {
         'Check that every example has the input shape the network expects.');
     }
     if (d.n === 0) throw new GraftError('E_CSV_EMPTY', `${what} data has no examples`, 'Provide at least one example per class.');
+    const full = this.net.inputShape.at(-1)!;
+    if (d.lengths && (d.lengths.length !== d.n || d.lengths.some((l) => !(l >= 1 && l <= full)))) {
+      throw new GraftError('E_GRAPH_SHAPE', `${what} data: lengths must give one length from 1 to ${full} per example`, 'Pass each example\'s unpadded length.');
+    }
   }
 
   // ---- freezing ---------------------------------------------------------------------------------------
@@ -186,45 +199,92 @@ export class Learner {
   }
 
   // ---- compiled steps -------------------------------------------------------------------------------------
-  private async trainStep(batch: number): Promise<TrainStep> {
-    let s = this.trainSteps.get(batch);
+  /** The network's input shape and output width at a bucket length (the full ones without). */
+  private shapeAt(len?: number): { inputShape: number[]; outputs: number } {
+    const full = this.net.inputShape;
+    if (len === undefined || len === full.at(-1) || !this.net.outputsAt) return { inputShape: full, outputs: this.net.outputs };
+    return { inputShape: [...full.slice(0, -1), len], outputs: this.net.outputsAt(len) };
+  }
+
+  private async trainStep(batch: number, len?: number): Promise<TrainStep> {
+    const key = `${batch}x${len ?? ''}`;
+    let s = this.trainSteps.get(key);
     if (!s) {
-      s = await compileTrainStep(this.net, this.loss, this.opt, this.trainable, batch, (n) => this.weights.get(n)!, this.sessionOpts);
-      this.trainSteps.set(batch, s);
+      s = await compileTrainStep({ ...this.net, ...this.shapeAt(len) }, this.loss, this.opt, this.trainable, batch, (n) => this.weights.get(n)!, this.sessionOpts);
+      this.trainSteps.set(key, s);
     }
     return s;
   }
 
-  private async evalStep(batch: number): Promise<EvalStep> {
-    let s = this.evalSteps.get(batch);
+  private async evalStep(batch: number, len?: number): Promise<EvalStep> {
+    const key = `${batch}x${len ?? ''}`;
+    let s = this.evalSteps.get(key);
     if (!s) {
-      s = await compileEvalStep(this.net, this.loss, batch, this.sessionOpts);
-      this.evalSteps.set(batch, s);
+      s = await compileEvalStep({ ...this.net, ...this.shapeAt(len) }, this.loss, batch, this.sessionOpts);
+      this.evalSteps.set(key, s);
     }
     return s;
   }
 
-  private gather(d: Dataset, idx: ArrayLike<number>, from: number, to: number): { x: Float32Array; y: Int32Array | Float32Array } {
+  /** Whether batches of d are cut to their examples' lengths. */
+  private bucketed(d: Dataset): boolean {
+    return !!d.lengths && !!this.net.outputsAt;
+  }
+
+  /** The bucket length of examples idx[from..to): their longest, rounded up to BUCKET, at most the full length. */
+  private bucketOf(d: Dataset, idx: ArrayLike<number>, from: number, to: number): number | undefined {
+    if (!this.bucketed(d)) return undefined;
+    const full = this.net.inputShape.at(-1)!;
+    let m = 1;
+    for (let i = from; i < to; i++) m = Math.max(m, d.lengths![idx[i]!]!);
+    return Math.min(full, Math.ceil(m / BUCKET) * BUCKET);
+  }
+
+  /** Examples idx[from..to) as a batch; with a bucket length, inputs cut along the last axis and outputs to their width there. */
+  private gather(d: Dataset, idx: ArrayLike<number>, from: number, to: number, len?: number): { x: Float32Array; y: Int32Array | Float32Array } {
     const per = d.x.length / d.n;
     const m = to - from;
-    const x = new Float32Array(m * per);
+    const full = this.net.inputShape.at(-1)!;
+    const cut = len !== undefined && len < full;
+    const xPer = cut ? (per / full) * len : per;
+    const x = new Float32Array(m * xPer);
     const yPer = d.y.length / d.n;
-    const y = d.y instanceof Int32Array ? new Int32Array(m * yPer) : new Float32Array(m * yPer);
+    const yOut = cut && !(d.y instanceof Int32Array) ? this.net.outputsAt!(len) : yPer;
+    const y = d.y instanceof Int32Array ? new Int32Array(m * yPer) : new Float32Array(m * yOut);
     for (let i = 0; i < m; i++) {
       const r = idx[from + i]!;
-      x.set(d.x.subarray(r * per, (r + 1) * per), i * per);
-      for (let j = 0; j < yPer; j++) y[i * yPer + j] = d.y[r * yPer + j]!;
+      if (!cut) x.set(d.x.subarray(r * per, (r + 1) * per), i * per);
+      else for (let row = 0; row < per / full; row++) x.set(d.x.subarray(r * per + row * full, r * per + row * full + len), i * xPer + row * len);
+      for (let j = 0; j < yOut; j++) y[i * yOut + j] = d.y[r * yPer + j]!;
     }
     return { x, y };
   }
 
+  /**
+   * An epoch's batches as [from, to) ranges over a permutation. With lengths, the shuffled examples are
+   * sorted (stably) by bucket, cut into batches, and the batches shuffled: each batch holds examples of
+   * similar length, and the order still changes every epoch.
+   */
+  private epochPlan(d: Dataset, ep: number): { order: Int32Array; ranges: [number, number][] } {
+    const n = d.n;
+    let order = shuffled(n, mixSeed(this.seed, 'epoch', ep));
+    const ranges: [number, number][] = [];
+    for (let from = 0; from < n; from += this.batchSize) ranges.push([from, Math.min(n, from + this.batchSize)]);
+    if (!this.bucketed(d)) return { order, ranges };
+    const b = (i: number) => Math.ceil(d.lengths![i]! / BUCKET);
+    order = Int32Array.from([...order].sort((i, j) => b(i) - b(j)));
+    const perm = shuffled(ranges.length, mixSeed(this.seed, 'batches', ep));
+    return { order, ranges: Array.from(perm, (k) => ranges[k]!) };
+  }
+
   /** One optimizer step on a batch; returns the batch loss. */
-  async step(x: Float32Array, y: Int32Array | Float32Array, maskKey: (string | number)[], targets?: Float32Array): Promise<number> {
-    const batch = y.length / (y instanceof Int32Array ? 1 : this.net.outputs);
-    const st = await this.trainStep(batch);
+  async step(x: Float32Array, y: Int32Array | Float32Array, maskKey: (string | number)[], targets?: Float32Array, len?: number): Promise<number> {
+    const shape = this.shapeAt(len);
+    const batch = y.length / (y instanceof Int32Array ? 1 : shape.outputs);
+    const st = await this.trainStep(batch, len);
     const feeds: Record<string, TensorData> = {
-      x: { dtype: 'float32', dims: [batch, ...this.net.inputShape], data: x },
-      target: { dtype: 'float32', dims: [batch, this.net.outputs], data: targets ?? this.loss.targets(y, this.net.outputs) },
+      x: { dtype: 'float32', dims: [batch, ...shape.inputShape], data: x },
+      target: { dtype: 'float32', dims: [batch, shape.outputs], data: targets ?? this.loss.targets(y, shape.outputs) },
     };
     for (const site of st.dropout) {
       const r = rng(mixSeed(this.seed, ...maskKey, site.key));
@@ -321,7 +381,7 @@ export class Learner {
       for (let ep = this.epochsDone; ep < epochs; ep++) {
         this.progress.epoch = ep;
         const t0 = performance.now();
-        const order = shuffled(n, mixSeed(this.seed, 'epoch', ep));
+        const { order, ranges } = this.epochPlan(this.train, ep);
         let lossSum = 0;
         let seen = 0;
         try {
@@ -330,13 +390,13 @@ export class Learner {
             this.progress.batch = bi;
             this.progress.iter = ep * batches + bi;
             this.lrs = lrs.map((lr) => schedule(this.progress.iter, this.progress.iters, lr));
-            const from = bi * this.batchSize;
-            const to = Math.min(n, from + this.batchSize);
+            const [from, to] = ranges[bi]!;
             try {
               await this.fire('beforeBatch');
-              const { x, y } = this.gather(this.train, order, from, to);
-              const mixed = this.mixup > 0 && y instanceof Int32Array ? mixBatch(x, this.loss.targets(y, this.net.outputs), to - from, this.mixup, mixSeed(this.seed, 'mixup', ep, bi)) : null;
-              const loss = await this.step(mixed?.x ?? x, y, ['batch', ep, bi], mixed?.t);
+              const len = this.bucketOf(this.train, order, from, to);
+              const { x, y } = this.gather(this.train, order, from, to, len);
+              const mixed = this.mixup > 0 && y instanceof Int32Array ? mixBatch(x, this.loss.targets(y, this.shapeAt(len).outputs), to - from, this.mixup, mixSeed(this.seed, 'mixup', ep, bi)) : null;
+              const loss = await this.step(mixed?.x ?? x, y, ['batch', ep, bi], mixed?.t, len);
               lossSum += loss * (to - from);
               seen += to - from;
               await this.fire('afterBatch');
@@ -388,26 +448,31 @@ export class Learner {
     const logits = new Float32Array(d.n * k);
     let lossSum = 0;
     let correct = 0;
-    const idx = [...Array(d.n).keys()];
+    // Sequence data in length order, so each batch is cut to the length of its examples.
+    const idx = this.bucketed(d) ? Array.from(d.n ? [...Array(d.n).keys()] : []).sort((i, j) => d.lengths![i]! - d.lengths![j]! || i - j) : [...Array(d.n).keys()];
     for (let from = 0; from < d.n; from += this.evalBatchSize) {
       const to = Math.min(d.n, from + this.evalBatchSize);
       const m = to - from;
-      const st = await this.evalStep(m);
-      const { x, y } = this.gather(d, idx, from, to);
+      const len = this.bucketOf(d, idx, from, to);
+      const shape = this.shapeAt(len);
+      const kb = shape.outputs;
+      const st = await this.evalStep(m, len);
+      const { x, y } = this.gather(d, idx, from, to, len);
       const feeds: Record<string, TensorData> = {
-        x: { dtype: 'float32', dims: [m, ...this.net.inputShape], data: x },
-        target: { dtype: 'float32', dims: [m, k], data: this.loss.targets(y, k) },
+        x: { dtype: 'float32', dims: [m, ...shape.inputShape], data: x },
+        target: { dtype: 'float32', dims: [m, kb], data: this.loss.targets(y, kb) },
       };
       for (const p of this.net.params) feeds[P(p.name)] = { dtype: 'float32', dims: p.shape, data: this.weights.get(p.name)! };
       const out = await st.session.run(feeds);
       const lg = out['logits']!.data as Float32Array;
-      logits.set(lg, from * k);
+      // Rows in the dataset's order, at full width (scores past a cut length stay 0).
+      for (let i = 0; i < m; i++) logits.set(lg.subarray(i * kb, (i + 1) * kb), idx[from + i]! * k);
       lossSum += Number(out['loss']!.data[0]) * m;
       if (y instanceof Int32Array) {
         for (let i = 0; i < m; i++) {
           let best = 0;
-          for (let j = 1; j < k; j++) if (lg[i * k + j]! > lg[i * k + best]!) best = j;
-          if (k === 1 ? (lg[i]! > 0 ? 1 : 0) === y[i] : best === y[i]) correct++;
+          for (let j = 1; j < kb; j++) if (lg[i * kb + j]! > lg[i * kb + best]!) best = j;
+          if (kb === 1 ? (lg[i]! > 0 ? 1 : 0) === y[i] : best === y[i]) correct++;
         }
       }
     }

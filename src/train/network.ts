@@ -39,6 +39,12 @@ export interface Network {
   groups: string[];
   params: Param[];
   forward(b: GraphBuilder, x: Sym, ctx: ForwardContext): Sym;
+  /**
+   * Sequence networks: the last input axis may be cut to a shorter length (length bucketing; forward reads
+   * the length from x's shape), and this gives the output width at that length. Outputs at a shorter
+   * length must be the first values of the full-length ones (e.g. token-major per-token scores).
+   */
+  outputsAt?(length: number): number;
   /** JSON-able description, stored in graft.json. */
   config: Record<string, unknown>;
 }
