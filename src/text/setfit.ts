@@ -98,9 +98,10 @@ export async function setFit(enc: TextEncoder, tok: Pick<Tokenized, 'ids' | 'typ
   let last = NaN;
   try {
     const steps = Math.ceil(P / batch) * epochs;
-    const hist = await body.fit(epochs, { lr: o.lr ?? 2e-5, schedule: { kind: 'linear-warmup', warmup: Math.max(1, Math.round(steps * 0.1)), decay: 'linear' } });
-    first = hist[0]?.trainLoss ?? NaN;
-    last = hist.at(-1)?.trainLoss ?? NaN;
+    // The pairs' loss before and after (eval mode): how far the embeddings moved toward the labels' similarity.
+    first = (await body.evaluate(body.train)).loss;
+    await body.fit(epochs, { lr: o.lr ?? 2e-5, schedule: { kind: 'linear-warmup', warmup: Math.max(1, Math.round(steps * 0.1)), decay: 'linear' } });
+    last = (await body.evaluate(body.train)).loss;
     encoderWeights = body.snapshotWeights();
   } finally {
     await body.dispose();
