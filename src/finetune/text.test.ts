@@ -186,3 +186,19 @@ test('length bucketing: batches cut to their longest example give the same score
   for (let i = 0; i < sorted.length; i += 8) bucketed += Math.min(L, Math.ceil(Math.max(...sorted.slice(i, i + 8)) / 16) * 16) * Math.min(8, sorted.length - i);
   assert.ok(bucketed < 0.8 * L * sorted.length, `bucketed positions ${bucketed} vs ${L * sorted.length} padded`);
 });
+
+test('a real pretrained encoder transfers: Universal Sentence Encoder lite (npm, converted) with SetFit at 8 emails per class beats the random tiny encoder', () => {
+  const few = join(dir, 'few.csv'); // written by the SetFit test above: 8 spam and 8 ham
+  const acc = (enc: string, lr: string) => {
+    const out = join(dir, `few-${enc.length}`);
+    const t = graft('train', few, '--backbone', enc, '--mode', 'setfit', '--val', '0', '--lr', lr, '--max-length', '64', '--out', out, '--json');
+    assert.equal(t.code, 0, t.stderr);
+    const e = graft('eval', out, spam.test, '--json');
+    assert.equal(e.code, 0, e.stderr);
+    return e.json().accuracy as number;
+  };
+  const pretrained = acc('use-lite', '2e-5');
+  const random = acc(ENC, '1e-3');
+  assert.ok(pretrained > 0.7, `use-lite few-shot accuracy ${pretrained}`);
+  assert.ok(pretrained > random + 0.05, `use-lite ${pretrained} vs random tiny encoder ${random}`);
+});
