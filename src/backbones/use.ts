@@ -49,7 +49,8 @@ import { type TensorData, tensor } from '../graph/tensor.ts';
 import { writeDirAtomic } from '../io/atomic.ts';
 import { sha256 } from '../model/folder.ts';
 import { defaultCacheDir } from '../features/cache.ts';
-import { packageDir } from './image.ts';
+import { packageDir, verifyEntryFiles } from './image.ts';
+import { findBackbone } from './registry.ts';
 
 export const USE_LITE_ID = 'use-lite';
 /** The npm package that holds the TF.js files, and the version the converter was written against. */
@@ -367,6 +368,8 @@ export function useLitePackageDir(): string {
  * and cached under the graft cache keyed by the converter version and the source files' sha256.
  */
 export async function useLiteEncoder(o: UseLiteOptions = {}): Promise<string> {
+  // The installed package's files must be the pinned ones (a development copy named by the env var is not checked).
+  if (!process.env['GRAFT_USE_PACKAGE_DIR']) verifyEntryFiles(findBackbone(USE_LITE_ID));
   const src = readUseSource(useLitePackageDir());
   const dir = join(o.cacheRoot ?? defaultCacheDir(), 'backbones', `${USE_LITE_ID}-${src.sha256.slice(0, 16)}-c${CONVERTER_VERSION}`);
   const files = ['onnx/model.onnx', 'tokenizer.json', 'tokenizer_config.json', 'config.json'];

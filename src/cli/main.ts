@@ -18,6 +18,8 @@ import { backboneGroups } from '../backbones/trainable.ts';
 
 import { readdirSync } from 'node:fs';
 import { readCard } from '../model/folder.ts';
+import { loadTextEncoder } from '../backbones/textenc.ts';
+import { encoderGroups } from '../text/encoder-net.ts';
 import { join } from 'node:path';
 import { evalAudio, trainAudio } from '../probe/audio.ts';
 import { evalText, predictTexts, trainText } from '../probe/text.ts';
@@ -308,7 +310,9 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           if (!pos[1]) throw usage('graft backbones show takes a backbone id');
           const e = findBackbone(pos[1]);
           // Layer groups come from the converted graph (converted once, then cached).
-          const groups = e.modality === 'image' ? backboneGroups(await loadImageBackbone(e.id)).map((g) => ({ name: g.name, params: g.paramCount, entry: g.entry, entryShape: g.entryShape })) : [];
+          const groups: { name: string; params: number; entry: string | null; entryShape: number[] | null }[] = e.modality === 'image'
+            ? backboneGroups(await loadImageBackbone(e.id)).map((g) => ({ name: g.name, params: g.paramCount, entry: g.entry, entryShape: g.entryShape }))
+            : e.modality === 'text' ? encoderGroups(await loadTextEncoder(e.id)).map((g) => ({ name: g.name, params: g.paramCount, entry: null, entryShape: null })) : [];
           if (json) print(JSON.stringify({ ...e, groups }));
           else {
             print(`${e.id} (${e.modality}): ${e.description}`);
@@ -319,7 +323,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
             for (const c of e.cuts) print(`    ${c.name.padEnd(22)} ${String(c.dim).padStart(5)}-d${c.note ? `  ${c.note}` : ''}`);
             if (groups.length) {
               print('  layer groups for fine-tuning (input to output; --unfreeze N trains the top N, plus the head):');
-              groups.forEach((g, i) => print(`    ${String(i).padStart(2)} ${g.name.padEnd(10)} ${String(g.params).padStart(9)} weights  input ${g.entry} [${g.entryShape?.join('x') ?? '?'}]`));
+              groups.forEach((g, i) => print(`    ${String(i).padStart(2)} ${g.name.padEnd(10)} ${String(g.params).padStart(9)} weights${g.entry ? `  input ${g.entry} [${g.entryShape?.join('x') ?? '?'}]` : ''}`));
               print(`    ${String(groups.length).padStart(2)} head       the new classifier`);
             }
             print('  files:');

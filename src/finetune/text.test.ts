@@ -197,6 +197,10 @@ test('a real pretrained encoder transfers: Universal Sentence Encoder lite (npm,
     assert.equal(e.code, 0, e.stderr);
     return e.json().accuracy as number;
   };
+  const show = graft('backbones', 'show', 'use-lite');
+  assert.equal(show.code, 0, show.stderr);
+  assert.match(show.stdout, /0 embeddings +\d+ weights\n +1 layer0 +\d+ weights\n +2 layer1 +\d+ weights\n +3 head/);
+  assert.match(show.stdout, /dist\/group1-shard7of7 +sha256 a29a5e08/);
   const pretrained = acc('use-lite', '2e-5');
   const random = acc(ENC, '1e-3');
   assert.ok(pretrained > 0.7, `use-lite few-shot accuracy ${pretrained}`);
