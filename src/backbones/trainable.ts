@@ -207,6 +207,19 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
       }
     }
   }
+  // A frozen BatchNormalization right after a Conv (its only consumer) is folded into that Conv:
+  // W' = W * s, b' = (b - mean) * s + beta with s = gamma / sqrt(var + eps) per output channel. Exact, and
+  // the full-size BN passes (forward and backward) become small per-channel ops on the weights.
+  const consumers = new Map<string, number>();
+  for (const n of bb.graph.nodes) for (const i of n.inputs) consumers.set(i, (consumers.get(i) ?? 0) + 1);
+  const producer = new Map<string, Node>();
+  for (const n of nodes) for (const t of n.outputs) producer.set(t, n);
+  const foldInto = new Map<Node, Node>(); // conv -> bn
+  for (const n of nodes) {
+    if (n.op !== 'BatchNormalization' || n.outputs.length !== 1) continue;
+    const conv = producer.get(n.inputs[0]!);
+    if (conv?.op === 'Conv' && conv.outputs.length === 1 && consumers.get(conv.outputs[0]!) === 1 && conv.outputs[0] !== cut.tensor && !bb.graph.outputs.some((v) => v.name === conv.outputs[0])) foldInto.set(conv, n);
+  }
   const headGroup = kept.length;
   const seed = o.seed ?? 0;
   const inputDim = cut.shape.reduce((x, y) => x * y, 1);
@@ -245,9 +258,24 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
         vals.set(i, s);
         return s;
       };
+      const folded = new Set<Node>();
       for (const n of nodes) {
+        if (folded.has(n)) continue; // computed with its Conv
         const ins = n.inputs.map(get);
         let outs: Sym[];
+        const bn = foldInto.get(n);
+        if (bn && !(bnTrain && ctx.trainable(groupIndex.get(a.nodeGroup.get(bn)!) ?? -1))) {
+          const [scale, shift, mean, variance] = bn.inputs.slice(1).map(get) as Sym[];
+          const eps = bn.attrs['epsilon'] && 'f' in bn.attrs['epsilon'] ? bn.attrs['epsilon'].f : 1e-5;
+          const sc = b.mul(scale!, b.op1('Reciprocal', [b.sqrt(b.add(variance!, b.like(eps, variance!)))]));
+          const w = ins[1]!;
+          const wf = b.mul(w, b.reshape(sc, [Number(w.shape[0]), ...new Array<number>(w.shape.length - 1).fill(1)]));
+          const bias0 = ins[2] ? b.sub(ins[2], mean!) : b.neg(mean!);
+          const y = b.op1('Conv', [ins[0]!, wf, b.add(b.mul(bias0, sc), shift!)], n.attrs as Record<string, AttrInput>, { name: b.graph.fresh(`bb/${n.name}+bn`) });
+          vals.set(bn.outputs[0]!, y);
+          folded.add(bn);
+          continue;
+        }
         if (n.op === 'AveragePool' && isGlobal(n, ins[0]!, a)) {
           // Keras' final AveragePooling2D covers the whole map at the native size; at other input
           // sizes the same layer is a global average.
