@@ -55,6 +55,8 @@ export class Session {
         // large graph page-faults its whole activation memory on every run: a MobileNetV2 train step at
         // batch 32 took 2.7x longer with it than with the arena's reused chunks (measured, 1 thread).
         enableMemPattern: opts.memPattern ?? false,
+        // GRAFT_ORT_PROFILE=prefix writes ORT's per-node timing (chrome trace JSON) for every session.
+        ...(process.env['GRAFT_ORT_PROFILE'] ? { enableProfiling: true, profileFilePrefix: process.env['GRAFT_ORT_PROFILE'] } : {}),
       });
       return new Session(s);
     } catch (e) {
