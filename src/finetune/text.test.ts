@@ -206,3 +206,32 @@ test('a real pretrained encoder transfers: Universal Sentence Encoder lite (npm,
   assert.ok(pretrained > 0.7, `use-lite few-shot accuracy ${pretrained}`);
   assert.ok(pretrained > random + 0.05, `use-lite ${pretrained} vs random tiny encoder ${random}`);
 });
+
+test('a bucketed text fine-tune killed after an epoch and resumed from its checkpoint ends exactly where an uninterrupted run ends', async () => {
+  const { encoderNetwork, tokenRows } = await import('../text/encoder-net.ts');
+  const { Learner } = await import('../train/learner.ts');
+  const { Checkpoint } = await import('../train/callbacks.ts');
+  const enc = await loadTextEncoder(ENC);
+  const t = readTextTable(spam.train);
+  const texts = t.texts.slice(0, 48).map((s, i) => s.slice(0, 20 + 25 * (i % 5)));
+  const tok = enc.tokenizer.encode(texts);
+  const L = 64;
+  const y = Int32Array.from(texts, (_, i) => (t.labels![i] === 'spam' ? 1 : 0));
+  const make = (cbs: import('../train/callbacks.ts').Callback[]) => {
+    const net = encoderNetwork(enc, { classes: 2, seqLen: L, seed: 3 });
+    const x = tokenRows(tok, L, net.rows, enc.tokenizer.padId);
+    return new Learner({ net, train: { x, y, n: texts.length, lengths: Int32Array.from(tok.ids, (ids) => Math.min(L, ids.length)) }, batchSize: 8, seed: 3, threads: 1, callbacks: cbs });
+  };
+  const fit = { lr: 1e-3, schedule: { kind: 'linear-warmup' as const, warmup: 2, decay: 'linear' as const } };
+  const full = make([]);
+  await full.fit(3, fit);
+  const path = join(dir, 'text.ckpt');
+  const killer = { name: 'kill', order: 99, afterEpoch: (l: { history: unknown[] }) => { if (l.history.length === 2) throw new Error('killed'); } };
+  const first = make([new Checkpoint(path), killer]);
+  await assert.rejects(first.fit(3, fit), /killed/);
+  const resumed = make([new Checkpoint(path)]);
+  resumed.loadCheckpoint(path);
+  await resumed.fit(3, fit);
+  for (const [k, v] of full.getWeights()) assert.deepEqual(Array.from(resumed.getWeights().get(k)!), Array.from(v), k);
+  for (const l of [full, first, resumed]) await l.dispose();
+});

@@ -8,6 +8,8 @@
  *    separators and segment ids (sentence-pair classification, e.g. entailment or duplicate questions);
  *  - ner: CoNLL (or JSONL tokens/tags) sentences, a head on every token; each word's first sub-token
  *    carries its tag, the rest are ignored by the loss; scored by entity-level F1 (seqeval's rules).
+ * `--mode setfit` (classify) replaces the policy with SetFit (text/setfit.ts). Training batches are
+ * length-bucketed (Learner, Dataset.lengths) up to the 95th percentile of the training lengths.
  * The saved model.onnx is one graph from token ids to probabilities ([batch, classes], or per token
  * [batch, sequence, tags]) with the tokenizer files beside it; predict pads per batch, sorted by length.
  */
