@@ -34,6 +34,8 @@ export interface Dataset {
 
 /** Bucket lengths are multiples of this (a few compiled shapes, little padding). */
 export const BUCKET = 16;
+/** Examples are grouped by length within windows of this many batches. */
+const MEGABATCH = 8;
 
 export interface LearnerOptions {
   net: Network;
@@ -272,7 +274,13 @@ export class Learner {
     for (let from = 0; from < n; from += this.batchSize) ranges.push([from, Math.min(n, from + this.batchSize)]);
     if (!this.bucketed(d)) return { order, ranges };
     const b = (i: number) => Math.ceil(d.lengths![i]! / BUCKET);
-    order = Int32Array.from([...order].sort((i, j) => b(i) - b(j)));
+    // Sorted within windows of MEGABATCH batches of the shuffled order (as Hugging Face's group_by_length):
+    // a whole-epoch sort makes batches of one length, which on data whose length follows the label
+    // (short ham, long spam) makes them batches of one class.
+    const w = MEGABATCH * this.batchSize;
+    const sorted: number[] = [];
+    for (let from = 0; from < n; from += w) sorted.push(...[...order.subarray(from, Math.min(n, from + w))].sort((i, j) => b(i) - b(j)));
+    order = Int32Array.from(sorted);
     const perm = shuffled(ranges.length, mixSeed(this.seed, 'batches', ep));
     return { order, ranges: Array.from(perm, (k) => ranges[k]!) };
   }
