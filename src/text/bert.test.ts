@@ -1,15 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { GraphBuilder, type Sym } from '../graph/builder.ts';
-import { gradients } from '../graph/autodiff.ts';
 import { rng } from '../graph/gradcheck.ts';
-import { type TensorData, tensor, toNumbers } from '../graph/tensor.ts';
+import { tensor, toNumbers } from '../graph/tensor.ts';
 import { Session } from '../runtime/session.ts';
 import { crossEntropy } from '../train/losses.ts';
 import { Learner } from '../train/learner.ts';
 import { buildInferenceGraph } from '../train/compiled.ts';
-import type { ForwardContext, Network } from '../train/network.ts';
+import type { Network } from '../train/network.ts';
+import { lossAndGrads, relL2 } from '../train/testkit.ts';
 import { type BertConfig, bertEncoder, encodeTokens } from './bert.ts';
 
 interface ParamSpec { name: string; shape: number[]; seed: number; lo: number; hi: number }
@@ -22,21 +21,7 @@ interface Case {
 const FIXTURE = JSON.parse(readFileSync(new URL('../../fixtures/torch/bert_encoder.json', import.meta.url), 'utf8')) as { cases: Case[] };
 const TOL = 1e-4;
 
-/** The eval-mode forward context: dropout off, every parameter an input. */
-function evalCtx(params: Map<string, Sym>): ForwardContext {
-  return { training: false, param: (n) => params.get(n)!, dropout: (x) => x, trainable: () => false, setBuffer: () => {} };
-}
 
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (Number(a[i]) - Number(b[i])) ** 2;
-    den += Number(b[i]) ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-300));
-}
 
 /** Weights as scripts/gen_bert_fixture.py draws them: lo + (hi - lo) * u, u from mulberry32(seed), rounded to float32. */
 function drawParams(net: Network, specs: ParamSpec[]): Map<string, Float32Array> {
@@ -51,35 +36,9 @@ function drawParams(net: Network, specs: ParamSpec[]): Map<string, Float32Array>
   return out;
 }
 
-/** Loss, logits and every parameter's gradient, from one ORT run of forward + loss + autodiff (as compiled.ts builds them). */
-async function lossAndGrads(net: Network, values: Map<string, Float32Array>, x: Float32Array, labels: number[]) {
-  const n = labels.length;
-  const b = new GraphBuilder();
-  const xs = b.input('x', 'float32', [n, ...net.inputShape]);
-  const t = b.input('target', 'float32', [n, net.outputs]);
-  const syms = new Map<string, Sym>();
-  const feeds: Record<string, TensorData> = {
-    x: { dtype: 'float32', dims: [n, ...net.inputShape], data: x },
-    target: tensor('float32', [n, net.outputs], crossEntropy().targets(Int32Array.from(labels), net.outputs)),
-  };
-  for (const p of net.params) {
-    syms.set(p.name, b.input(`p:${p.name}`, 'float32', p.shape));
-    feeds[`p:${p.name}`] = { dtype: 'float32', dims: p.shape, data: values.get(p.name)! };
-  }
-  const logits = net.forward(b, xs, evalCtx(syms));
-  const { loss, dlogits } = crossEntropy().build(b, logits, t);
-  b.output(loss, 'loss');
-  b.output(logits, 'logits');
-  const grads = gradients(b, logits.name, net.params.map((p) => `p:${p.name}`), { seed: dlogits });
-  for (const p of net.params) b.output(grads.get(`p:${p.name}`)!, `g:${p.name}`);
-  const s = await Session.create(b.graph, { threads: 1 });
-  const r = await s.run(feeds);
-  await s.dispose();
-  return { loss: Number(r['loss']!.data[0]), logits: toNumbers(r['logits']!), grad: (name: string) => toNumbers(r[`g:${name}`]!) };
-}
 
 async function logitsOf(net: Network, values: Map<string, Float32Array>, x: Float32Array, n: number): Promise<number[]> {
-  return (await lossAndGrads(net, values, x, new Array<number>(n).fill(0))).logits;
+  return (await lossAndGrads(net, values, x, crossEntropy(), crossEntropy().targets(new Int32Array(n), net.outputs))).logits;
 }
 
 for (const fx of FIXTURE.cases) {
@@ -87,7 +46,7 @@ for (const fx of FIXTURE.cases) {
     const net = bertEncoder(fx.config);
     const values = drawParams(net, fx.params);
     const x = encodeTokens(fx.ids, fx.config.seqLen, fx.types ? { segments: fx.types } : {});
-    const r = await lossAndGrads(net, values, x, fx.labels);
+    const r = await lossAndGrads(net, values, x, crossEntropy(), crossEntropy().targets(Int32Array.from(fx.labels), net.outputs));
     const errs: Record<string, number> = { loss: Math.abs(r.loss - fx.loss) / Math.abs(fx.loss), logits: relL2(r.logits, fx.logits) };
     for (const p of net.params) {
       const ref = fx.grads[p.name]!;
