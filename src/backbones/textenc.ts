@@ -282,12 +282,14 @@ export function warnTruncated(truncated: number, total: number, max: number, log
  * longest text, with the attention mask (and token type ids) the model takes. Returns each named output
  * as row-major [texts, width], rows in the texts' order.
  */
-export async function runTokens(session: Session, inputs: TokenInputs, padId: number, t: Tokenized, outputs: string[], o: RunTokensOptions = {}): Promise<Map<string, { x: Float32Array; d: number }>> {
-  const n = t.ids.length;
-  const batch = o.batch ?? 32;
+/**
+ * Tokenized texts as model feeds: sorted by length so that each batch pads little, padded to its longest
+ * text, with the attention mask (and token type ids) the model takes. Yields each batch's text indices,
+ * its padded length and its feeds.
+ */
+export function* tokenBatches(inputs: TokenInputs, padId: number, t: Pick<Tokenized, 'ids' | 'typeIds'>, batch = 32): Generator<{ idx: number[]; s: number; feeds: Record<string, TensorData> }> {
   const order = Array.from(t.ids.keys()).sort((a, b) => t.ids[a]!.length - t.ids[b]!.length || a - b);
-  const res = new Map<string, { x: Float32Array; d: number }>();
-  for (let from = 0; from < n; from += batch) {
+  for (let from = 0; from < order.length; from += batch) {
     const idx = order.slice(from, from + batch);
     const m = idx.length;
     const s = Math.max(1, ...idx.map((i) => t.ids[i]!.length));
@@ -307,6 +309,18 @@ export async function runTokens(session: Session, inputs: TokenInputs, padId: nu
     const feeds: Record<string, TensorData> = { [inputs.ids]: intTensor(inputs.dtypes[inputs.ids] ?? 'int64', [m, s], ids) };
     if (inputs.mask) feeds[inputs.mask] = intTensor(inputs.dtypes[inputs.mask] ?? 'int64', [m, s], mask);
     if (inputs.types) feeds[inputs.types] = intTensor(inputs.dtypes[inputs.types] ?? 'int64', [m, s], types);
+    yield { idx, s, feeds };
+  }
+}
+
+/**
+ * Runs a token model over tokenized texts in length-sorted, per-batch padded batches (tokenBatches).
+ * Returns each named output as row-major [texts, width], rows in the texts' order.
+ */
+export async function runTokens(session: Session, inputs: TokenInputs, padId: number, t: Tokenized, outputs: string[], o: RunTokensOptions = {}): Promise<Map<string, { x: Float32Array; d: number }>> {
+  const n = t.ids.length;
+  const res = new Map<string, { x: Float32Array; d: number }>();
+  for (const { idx, feeds } of tokenBatches(inputs, padId, t, o.batch)) {
     const r = await session.run(feeds, outputs);
     for (const name of outputs) {
       const out = r[name]!;

@@ -18,13 +18,12 @@ import * as ort from 'onnxruntime-node';
 import { GraftError } from '../errors.ts';
 import {
   TOKENIZER_FILES, type TextEncoder, type TextPooling, type TokenInputs, type TokenPreprocess, type Tokenized, TextTokenizer, folderTokenizer, isTextEncoder,
-  loadTextEncoder, runTokens, warnTruncated,
+  loadTextEncoder, runTokens, tokenBatches, warnTruncated,
 } from '../backbones/textenc.ts';
 import { readTextTable } from '../data/text.ts';
 import { checkClasses, encodeLabels } from '../data/csv.ts';
 import { stratifiedSplit } from '../data/split.ts';
 import { type ConllSentence, readConll } from '../data/conll.ts';
-import type { DType, TensorData } from '../graph/tensor.ts';
 import { type EncoderNetwork, encoderModelGraph, encoderNetwork, tokenRows } from '../text/encoder-net.ts';
 import { type NerReport, type TextEntity, alignTags, encodeTags, entitiesInText, nerScores, wordTagsFromTokens, wordTokenize } from '../text/ner.ts';
 import { Learner, type Dataset, shuffled } from '../train/learner.ts';
@@ -363,29 +362,10 @@ async function runSetFit(l: Learner, p: Prepared, k: number, seqLen: number, o: 
  * Runs a per-token model over tokenized texts, sorted by length and padded per batch; returns per text
  * its token rows [tokens, k] (the model's probabilities).
  */
-async function runTokenModel(session: Session, inputs: TokenInputs, padId: number, t: Pick<Tokenized, 'ids' | 'typeIds'>, output: string, k: number, batch = 32): Promise<Float32Array[]> {
-  const n = t.ids.length;
-  const order = Array.from(t.ids.keys()).sort((a, b) => t.ids[a]!.length - t.ids[b]!.length || a - b);
-  const out: Float32Array[] = new Array(n);
-  const int = (dtype: DType, dims: number[], data: Int32Array): TensorData =>
-    dtype === 'int32' ? { dtype, dims, data } : { dtype: 'int64', dims, data: BigInt64Array.from(data, (v) => BigInt(v)) };
-  for (let from = 0; from < n; from += batch) {
-    const idx = order.slice(from, from + batch);
-    const m = idx.length;
-    const s = Math.max(1, ...idx.map((i) => t.ids[i]!.length));
-    const ids = new Int32Array(m * s).fill(padId);
-    const mask = new Int32Array(m * s);
-    const types = new Int32Array(m * s);
-    idx.forEach((i, r) => {
-      ids.set(t.ids[i]!, r * s);
-      mask.fill(1, r * s, r * s + Math.max(1, t.ids[i]!.length));
-      types.set(t.typeIds[i]!, r * s);
-    });
-    const feeds: Record<string, TensorData> = { [inputs.ids]: int(inputs.dtypes[inputs.ids] ?? 'int64', [m, s], ids) };
-    if (inputs.mask) feeds[inputs.mask] = int(inputs.dtypes[inputs.mask] ?? 'int64', [m, s], mask);
-    if (inputs.types) feeds[inputs.types] = int(inputs.dtypes[inputs.types] ?? 'int64', [m, s], types);
-    const r = await session.run(feeds, [output]);
-    const data = r[output]!.data as Float32Array;
+async function runTokenModel(session: Session, inputs: TokenInputs, padId: number, t: Pick<Tokenized, 'ids' | 'typeIds'>, output: string, k: number): Promise<Float32Array[]> {
+  const out: Float32Array[] = new Array(t.ids.length);
+  for (const { idx, s, feeds } of tokenBatches(inputs, padId, t)) {
+    const data = (await session.run(feeds, [output]))[output]!.data as Float32Array;
     idx.forEach((i, row) => (out[i] = data.slice(row * s * k, (row * s + t.ids[i]!.length) * k)));
   }
   return out;
