@@ -10,6 +10,7 @@ import { GraftError } from '../errors.ts';
 import { GraphBuilder, type Sym, staticShape } from '../graph/builder.ts';
 import type { Node } from '../graph/ir.ts';
 import type { AttrInput } from '../graph/ops/registry.ts';
+import { replayLookup } from '../graph/replay.ts';
 import { linearHead, mlpHead } from '../heads/heads.ts';
 import type { ForwardContext, Network, Param } from '../train/network.ts';
 import { type ImageBackbone, findCut } from './image.ts';
@@ -246,18 +247,7 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
     },
     forward(b: GraphBuilder, x: Sym, ctx: ForwardContext): Sym {
       const vals = new Map<string, Sym>([[fromTensor, x]]);
-      const get = (i: string): Sym | null => {
-        if (!i) return null;
-        const v = vals.get(i);
-        if (v) return v;
-        if (paramNames.has(i)) return ctx.param(i);
-        const t = inits.get(i);
-        if (!t) throw new GraftError('E_GRAPH_UNKNOWN_TENSOR', `backbone ${bb.id}: tensor "${i}" is not computed above ${fromTensor}`, 'This is a bug in graft.');
-        const name = `bb:${i}`;
-        const s = b.has(name) ? b.sym(name) : b.init(name, t);
-        vals.set(i, s);
-        return s;
-      };
+      const get = replayLookup(b, vals, (i) => paramNames.has(i), (i) => ctx.param(i), inits, 'bb:', (i) => `backbone ${bb.id}: tensor "${i}" is not computed above ${fromTensor}`);
       const folded = new Set<Node>();
       for (const n of nodes) {
         if (folded.has(n)) continue; // computed with its Conv

@@ -21,6 +21,7 @@ import { GraftError } from '../errors.ts';
 import { GraphBuilder, type Sym } from '../graph/builder.ts';
 import type { Graph, Node } from '../graph/ir.ts';
 import type { AttrInput } from '../graph/ops/registry.ts';
+import { replayLookup } from '../graph/replay.ts';
 import { tensor } from '../graph/tensor.ts';
 import { mixSeed, normal } from '../train/init.ts';
 import type { ForwardContext, Network, Param } from '../train/network.ts';
@@ -177,18 +178,7 @@ export function encoderReplay(enc: TextEncoder): EncoderReplay {
       const row = (r: number) => b.op1('Gather', [x, b.constant(tensor('int64', [], [r]))], { axis: 1 }); // [B, L]
       const vals = new Map<string, Sym>();
       for (const [name, r] of inputRow) if (name) vals.set(name, b.cast(row(r), inputs.dtypes[name] ?? 'int64'));
-      const get = (i: string): Sym | null => {
-        if (!i) return null;
-        const v = vals.get(i);
-        if (v) return v;
-        if (weights.has(i)) return ctx.param(i);
-        const t = inits.get(i);
-        if (!t) throw new GraftError('E_GRAPH_UNKNOWN_TENSOR', `encoder ${enc.id}: tensor "${i}" is not computed`, 'This is a bug in graft.');
-        const name = `enc:${i}`;
-        const s = b.has(name) ? b.sym(name) : b.init(name, t);
-        vals.set(i, s);
-        return s;
-      };
+      const get = replayLookup(b, vals, (i) => weights.has(i), (i) => ctx.param(i), inits, 'enc:', (i) => `encoder ${enc.id}: tensor "${i}" is not computed`);
       for (const n of g.nodes) {
         const outs = b.op(n.op, n.inputs.map(get), n.attrs as Record<string, AttrInput>, { outputs: n.outputs.length, name: b.graph.fresh(`enc/${n.name}`) });
         n.outputs.forEach((t, i) => vals.set(t, outs[i]!));
