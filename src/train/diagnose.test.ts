@@ -38,3 +38,10 @@ test('a fine-tune diagnosis names the trained groups, and knows when every group
   const all = diagnose({ history: h, trainAccuracy: 0.35, valAccuracy: 0.33, classes: 10, nTrain: 1000, trained: ['stem', 'top', 'head'], canFineTune: false });
   assert.ok(all.advice.some((a) => /every layer group already trains/.test(a)));
 });
+
+test('overfitting with close accuracies (a rising validation loss) says so, not that training accuracy is much higher', () => {
+  const d = diagnose({ history: curve([1, 0.5, 0.3, 0.2, 0.1, 0.05], [0.8, 0.5, 0.45, 0.6, 0.7, 0.8]), trainAccuracy: 1, valAccuracy: 1, classes: 2, nTrain: 12 });
+  assert.equal(d.verdict, 'overfitting');
+  assert.doesNotMatch(d.summary, /much better/);
+  assert.match(d.summary, /validation loss rose after epoch 3 .*100\.0% training, 100\.0% validation/);
+});

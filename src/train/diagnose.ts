@@ -70,7 +70,10 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
     advice.push('Lower the learning rate (graft lr-find suggests one).', 'Use a schedule with warm-up (one-cycle).');
   } else if (gap > 0.1 || rising) {
     verdict = 'overfitting';
-    summary = `Overfitting: the model fits the training data (${pct(d.trainAccuracy)}) much better than new data (${pct(val)}).`;
+    // Rising validation loss with close accuracies is overfitting in confidence, not yet in accuracy.
+    summary = gap > 0.1
+      ? `Overfitting: the model fits the training data (${pct(d.trainAccuracy)}) much better than new data (${pct(val)}).`
+      : `Overfitting: validation loss rose after epoch ${best + 1} while training went on (accuracy ${pct(d.trainAccuracy)} training, ${pct(val)} validation): the model grows overconfident on new data.`;
     advice.push('Add regularisation: more dropout, weight decay, or label smoothing.');
     advice.push(headOnly ? 'Try an earlier cut (more general features) or a linear head instead of an MLP.' : 'Freeze more layer groups, or use L2-SP to stay close to the pretrained weights.');
     advice.push('Use data augmentation, and more labelled data if you can get it.');
