@@ -14,7 +14,6 @@ PROJ vectors of uniform [-1, 1) draws from mulberry32(seed * 1000 + 500 + i).
 import json
 import math
 import pathlib
-import struct
 import sys
 
 import torch
@@ -22,33 +21,15 @@ import torch.nn.functional as F
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "scripts"))
+from fixture_rng import f32, mulberry32  # noqa: E402
 from torch_bert import Bert, _pairs, graft_grads, load_graft  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 FULL = 1100
 PROJ = 8
-M32 = 0xFFFFFFFF
 
 
-def mulberry32(seed):
-    """Uniform draws in [0, 1), bit-for-bit as rng() in src/graph/gradcheck.ts."""
-    a = seed & M32
-
-    def imul(x, y):
-        return (x * y) & M32
-
-    def draw():
-        nonlocal a
-        a = (a + 0x6D2B79F5) & M32
-        t = imul(a ^ (a >> 15), a | 1)
-        t = (t ^ ((t + imul(t ^ (t >> 7), t | 61)) & M32)) & M32
-        return ((t ^ (t >> 14)) & M32) / 4294967296
-
-    return draw
-
-
-def f32(v):
-    return struct.unpack("f", struct.pack("f", v))[0]
 
 
 def spec(name, shape):

@@ -30,7 +30,7 @@ import importlib.util
 import json
 import math
 import pathlib
-import struct
+import sys
 
 import numpy as np
 import onnx
@@ -45,32 +45,15 @@ OUT = ROOT / "fixtures" / "torch" / "textenc_grads.json"
 FULL = 1100
 PROJ = 8
 SEQ_LEN = 12
-M32 = 0xFFFFFFFF
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from fixture_rng import f32, mulberry32  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("gen_textenc_fixture", ROOT / "scripts" / "gen_textenc_fixture.py")
 base = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(base)
 
 
-def mulberry32(seed):
-    """Uniform draws in [0, 1), bit-for-bit as rng() in src/graph/gradcheck.ts."""
-    a = seed & M32
-
-    def imul(x, y):
-        return (x * y) & M32
-
-    def draw():
-        nonlocal a
-        a = (a + 0x6D2B79F5) & M32
-        t = imul(a ^ (a >> 15), a | 1)
-        t = (t ^ ((t + imul(t ^ (t >> 7), t | 61)) & M32)) & M32
-        return ((t ^ (t >> 14)) & M32) / 4294967296
-
-    return draw
-
-
-def f32(v):
-    return struct.unpack("f", struct.pack("f", v))[0]
 
 
 def num(v):
