@@ -20,8 +20,8 @@ import { Session } from '../runtime/session.ts';
 import { Learner, type Dataset } from '../train/learner.ts';
 import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/callbacks.ts';
 import { crossEntropy } from '../train/losses.ts';
-import { type PolicyKind, type StageRecord, StageTracker, lowestTrainable, planStages, runStages } from '../train/policies.ts';
-import { diagnose, type Diagnosis } from '../train/diagnose.ts';
+import { type FineTuneResult, type PolicyKind, StageTracker, lowestTrainable, planStages, runStages } from '../train/policies.ts';
+import { diagnose } from '../train/diagnose.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
 import { buildInferenceGraph } from '../train/compiled.ts';
 import { GRAFT_VERSION, saveModel } from '../model/folder.ts';
@@ -62,24 +62,10 @@ export interface FineTuneImagesOptions {
   log?: (line: string) => void;
 }
 
-export interface FineTuneImagesResult {
-  out: string;
-  labels: string[];
-  backbone: string;
-  mode: string;
-  stages: StageRecord[];
-  /** The stage whose weights were kept ('head' when fine-tuning ended below the head-only stage). */
-  kept: string;
-  note: string | null;
-  trainedGroups: string[];
+export interface FineTuneImagesResult extends FineTuneResult {
   cachedPrefix: string | null;
   trainAccuracy: number;
-  valAccuracy: number | null;
-  valMacroF1: number | null;
-  bestEpoch: number | null;
   skipped: number;
-  seconds: number;
-  diagnosis: Diagnosis;
 }
 
 /** A copy of the backbone whose input takes any height and width (for prefixes at other sizes). */

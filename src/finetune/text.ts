@@ -29,9 +29,9 @@ import { type NerReport, type TextEntity, alignTags, encodeTags, entitiesInText,
 import { Learner, type Dataset, shuffled } from '../train/learner.ts';
 import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/callbacks.ts';
 import { crossEntropy, tokenCrossEntropy, tokenTargets } from '../train/losses.ts';
-import { type PolicyKind, type StageRecord, type StagesResult, StageTracker, planStages, runStages } from '../train/policies.ts';
+import { type FineTuneResult, type PolicyKind, type StagesResult, StageTracker, planStages, runStages } from '../train/policies.ts';
 import { setFit } from '../text/setfit.ts';
-import { diagnose, type Diagnosis } from '../train/diagnose.ts';
+import { diagnose } from '../train/diagnose.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
 import { GRAFT_VERSION, type LoadedModel, loadModel, readCard, saveModel, sha256 } from '../model/folder.ts';
 import { Session } from '../runtime/session.ts';
@@ -84,28 +84,15 @@ export interface FineTuneTextOptions {
   log?: (line: string) => void;
 }
 
-export interface FineTuneTextResult {
-  out: string;
+export interface FineTuneTextResult extends FineTuneResult {
   task: TextTask;
-  labels: string[];
-  backbone: string;
-  mode: string;
-  stages: StageRecord[];
-  kept: string;
-  note: string | null;
-  trainedGroups: string[];
   seqLen: number;
   trainAccuracy: number | null;
-  valAccuracy: number | null;
-  valMacroF1: number | null;
   /** NER: entity-level scores on the validation sentences. */
   ner: NerReport | null;
   truncated: number;
   nTrain: number;
   nVal: number;
-  bestEpoch: number | null;
-  seconds: number;
-  diagnosis: Diagnosis;
 }
 
 interface Examples {

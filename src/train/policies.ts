@@ -11,6 +11,7 @@ import { GraftError } from '../errors.ts';
 import type { Callback } from './callbacks.ts';
 import type { Learner } from './learner.ts';
 import type { ScheduleOptions } from './schedules.ts';
+import type { Diagnosis } from './diagnose.ts';
 
 export type PolicyKind = 'probe' | 'finetune' | 'gradual';
 
@@ -106,6 +107,24 @@ export class StageTracker implements Callback {
 }
 
 export interface StageRecord { name: string; trainFrom: number; groups: string[]; epochs: number; lr: number[]; epochsRun: number; diverged?: boolean; valAccuracy?: number }
+
+/** What a fine-tuning run (images or text) reports, whatever the data. */
+export interface FineTuneResult {
+  out: string;
+  labels: string[];
+  backbone: string;
+  mode: string;
+  stages: StageRecord[];
+  /** The stage whose weights were kept ('head' when fine-tuning ended below the head-only stage). */
+  kept: string;
+  note: string | null;
+  trainedGroups: string[];
+  valAccuracy: number | null;
+  valMacroF1: number | null;
+  bestEpoch: number | null;
+  seconds: number;
+  diagnosis: Diagnosis;
+}
 
 /** How a staged run ended: which stage's weights were kept, and why. */
 export interface StagesResult { stages: StageRecord[]; kept: string; note: string | null }
