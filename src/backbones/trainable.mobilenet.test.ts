@@ -25,6 +25,7 @@ import { backboneNetwork } from './trainable.ts';
 import { GraphBuilder, type Sym } from '../graph/builder.ts';
 import { gradients } from '../graph/autodiff.ts';
 import { Session, defaultThreads } from '../runtime/session.ts';
+import { lowerDepthwiseConvs, nchwcBlock } from '../runtime/nchwc.ts';
 import { type TensorData, tensor, toNumbers } from '../graph/tensor.ts';
 import { crossEntropy } from '../train/losses.ts';
 import type { ForwardContext } from '../train/network.ts';
@@ -130,6 +131,8 @@ interface Path {
   logits: Sym;
   /** The gradients of the loss with respect to `targets`, as this path takes them. */
   grad: (targets: string[]) => Map<string, Sym>;
+  /** Lower depthwise convs to ORT's blocked kernels before running, as compileTrainStep does. */
+  lower?: boolean;
 }
 
 /**
@@ -167,6 +170,7 @@ async function runAndCompare(t: { diagnostic(m: string): void }, label: string, 
   const corr = gradients(b, surrogate.name, names.map(p.wrt));
   for (const q of names) b.output(corr.get(p.wrt(q)) ?? b.expand(b.scalar(0), FX.params.find((r) => r.name === q)!.shape), `corr:${q}`);
 
+  if (p.lower) t.diagnostic(`${label}: ${lowerDepthwiseConvs(b, b.hints.nchwcBlock)} depthwise convs lowered to ORT's NCHWc kernels (block ${b.hints.nchwcBlock})`);
   const s = await Session.create(b.graph, { threads: defaultThreads() });
   const seeds = Object.fromEntries(kinks.map((k) => [`kink:seed:${k.i}`, tensor('float32', [k.k.index.length])]));
   const first = ['loss', 'logits', ...names.map((q) => `grad:${q}`), ...kinks.flatMap((k) => [`kink:x:${k.i}`, `kink:dy:${k.i}`])];
@@ -237,9 +241,10 @@ test('backboneNetwork(mobilenet_v2, linear head, bn frozen) as the Learner compi
   net.params.find((p) => p.name === 'linear.weight')!.value.set(head.weight);
   net.params.find((p) => p.name === 'linear.bias')!.value.set(head.bias);
 
-  // As compileEvalStep/compileTrainStep build it: every parameter an input, the loss writes d loss / d logits,
-  // and autodiff runs from the logits down with that seed.
+  // As compileTrainStep builds it: every parameter an input, the loss writes d loss / d logits, autodiff runs
+  // from the logits down with that seed, with this machine's target hints, and depthwise convs lowered.
   const b = new GraphBuilder();
+  b.hints.nchwcBlock = await nchwcBlock();
   const xs = b.input('x', 'float32', x.dims);
   const tg = b.input('target', 'float32', target.dims);
   const params = new Map<string, Sym>();
@@ -263,6 +268,6 @@ test('backboneNetwork(mobilenet_v2, linear head, bn frozen) as the Learner compi
   assert.equal(clips.size, bb.graph.nodes.filter((n) => n.op === 'Clip').length, 'every Clip of the backbone is found in the network graph');
   await runAndCompare(t, 'backboneNetwork', {
     b, feeds, wrt: (q) => `param:${q}`, clips, loss, logits,
-    grad: (targets) => gradients(b, logits.name, targets, { seed: dlogits }),
+    grad: (targets) => gradients(b, logits.name, targets, { seed: dlogits }), lower: true,
   });
 });

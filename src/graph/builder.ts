@@ -21,9 +21,16 @@ export interface OpOptions {
   name?: string;
 }
 
+/** What the runtime a graph is built for can do; gradient rules may pick their formulation by it. */
+export interface TargetHints {
+  /** ORT's NCHWc channel block (16 with AVX-512, 8 with AVX2) when its blocked depthwise kernels are used, else 0. */
+  nchwcBlock?: number;
+}
+
 export class GraphBuilder {
   readonly graph: Graph;
   readonly types = new Map<string, TypeInfo>();
+  hints: TargetHints = {};
   private constCache = new Map<string, string>();
 
   /** Wraps a graph (new or loaded) and infers the type of every tensor in it. */

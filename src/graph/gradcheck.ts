@@ -2,7 +2,7 @@
  * Checks gradient rules against central finite differences. The checked function f is reduced to a
  * scalar with a fixed random projection, loss = sum(f(x) * R), so every output element matters.
  */
-import { GraphBuilder, type Sym } from './builder.ts';
+import { GraphBuilder, type Sym, type TargetHints } from './builder.ts';
 import { gradients } from './autodiff.ts';
 import { Session } from '../runtime/session.ts';
 import { type DType, type TensorData, sizeOf, tensor } from './tensor.ts';
@@ -28,6 +28,10 @@ export interface GradcheckOptions {
   seed?: number;
   /** At most this many elements per input are perturbed (chosen evenly). */
   maxElems?: number;
+  /** Target hints set on the builder before the graph is built (gradient rules may read them). */
+  hints?: TargetHints;
+  /** A rewrite of the built graph before it runs (e.g. lowering ops for the runtime). */
+  lower?: (b: GraphBuilder) => void;
 }
 
 export interface GradcheckResult {
@@ -62,6 +66,7 @@ export async function gradcheck(
   const atol = opts.atol ?? (dtype === 'float64' ? 1e-7 : 2e-3);
   const rand = rng(opts.seed ?? 1);
   const b = new GraphBuilder();
+  b.hints = { ...opts.hints };
   const feeds: Record<string, TensorData> = {};
   const xs = inputs.map((inp) => {
     const dt = inp.dtype ?? dtype;
@@ -85,6 +90,7 @@ export async function gradcheck(
     if (!g) throw new Error(`gradcheck: no gradient reached ${w}`);
     gradNames[w] = b.output(g, `grad_${w}`);
   }
+  opts.lower?.(b);
   const s = await Session.create(b.graph, { threads: 1, optimization: 'disabled' });
   const base = await s.run(feeds);
   const analytic: Record<string, Float64Array> = {};

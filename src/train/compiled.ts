@@ -6,6 +6,7 @@
 import { GraphBuilder, type Sym } from '../graph/builder.ts';
 import { gradients } from '../graph/autodiff.ts';
 import { Session, type SessionOptions } from '../runtime/session.ts';
+import { lowerDepthwiseConvs, nchwcBlock } from '../runtime/nchwc.ts';
 import { type TensorData, tensor } from '../graph/tensor.ts';
 import type { ForwardContext, Network, Param } from './network.ts';
 import type { Loss } from './losses.ts';
@@ -68,6 +69,7 @@ export async function compileTrainStep(
 ): Promise<TrainStep> {
   const b = new GraphBuilder();
   b.graph.name = 'graft_train_step';
+  b.hints.nchwcBlock = await nchwcBlock();
   const x = b.input('x', 'float32', [batch, ...net.inputShape]);
   const t = b.input('target', 'float32', [batch, net.outputs]);
   const trainable = net.params.filter((p) => trainableGroups.has(p.group) && !p.buffer);
@@ -102,6 +104,7 @@ export async function compileTrainStep(
     emit(u.w, PN(p.name));
     u.state.forEach((st, i) => emit(st, SN(p.name, opt.slots[i]!)));
   }
+  lowerDepthwiseConvs(b, b.hints.nchwcBlock);
   const session = await Session.create(b.graph, sessionOpts);
   return { batch, session, trainable, liveBuffers, updated, frozen, dropout: sites, slots: opt.slots, groupsUsed, scalarNames: opt.scalarNames };
 }
@@ -117,6 +120,7 @@ export async function compileEvalStep(net: Network, loss: Loss, batch: number, s
   const logits = net.forward(b, x, forwardContext(b, syms, false, []));
   b.output(loss.build(b, logits, t).loss, 'loss');
   b.output(logits, 'logits');
+  lowerDepthwiseConvs(b, await nchwcBlock());
   return { batch, session: await Session.create(b.graph, sessionOpts) };
 }
 

@@ -70,6 +70,12 @@ function cropTo(b: GraphBuilder, g: Sym, want: number[]): Sym {
   return b.op1('Slice', [g, b.ints(want.map(() => 0)), b.ints(want), b.ints(axes)]);
 }
 
+/** Whether depthwise convs over c channels will run as ORT's blocked (NCHWc) kernels (runtime/nchwc.ts). */
+function blocked(b: GraphBuilder, c: number): boolean {
+  const block = b.hints.nchwcBlock ?? 0;
+  return block > 1 && c % block === 0;
+}
+
 /** Bias gradient: dY summed over batch and spatial axes. */
 function biasGrad(b: GraphBuilder, dy: Sym): Sym {
   return b.reduceSum(dy, [0, ...range(2, dy.shape.length)], false);
@@ -152,6 +158,10 @@ function convInputGrad(b: GraphBuilder, dy: Sym, w: Sym, xs: number[], win: Wind
     return b.op1('Conv', [dy, b.transpose(w, [1, 0, ...rest])], { kernel_shape: win.k });
   }
   const ys = staticShape(dy);
+  if (isDepthwise(ws, xs, group) && r === 2 && blocked(b, xs[1]!)) {
+    const dx = depthwiseInputGradBlocked(b, dy, w, xs, win);
+    if (dx) return dx;
+  }
   if (isDepthwise(ws, xs, group) && denseFits(xs, ys, DENSE_MAX_INPUT)) {
     // dX_c = dY_c A_c: one batched MatMul [C, N, Q] x [C, Q, P].
     const [n, c] = [xs[0]!, xs[1]!];
@@ -165,6 +175,40 @@ function convInputGrad(b: GraphBuilder, dy: Sym, w: Sym, xs: number[], win: Wind
   }
   const outPad = xs.slice(2).map((n, i) => n - ((ys[i + 2]! - 1) * win.s[i]! + ext(win, i) - win.pb[i]! - win.pe[i]!));
   return b.op1('ConvTranspose', [dy, w], { ...convAttrs(win, group), output_padding: outPad });
+}
+
+/**
+ * Depthwise input gradient where depthwise convs run as ORT's blocked kernels: the depthwise Conv of dY with
+ * the kernel rotated 180 degrees, at stride s over dY with s - 1 zeros inserted after each element (the
+ * transposed conv written as a plain one). null where that would need a negative end pad.
+ */
+function depthwiseInputGradBlocked(b: GraphBuilder, dy: Sym, w: Sym, xs: number[], win: Window): Sym | null {
+  const [n, c, ho, wo] = staticShape(dy) as [number, number, number, number];
+  const [s0, s1] = [win.s[0]!, win.s[1]!];
+  const up = s0 === 1 && s1 === 1 ? dy : b.reshape(b.op1('Pad', [b.reshape(dy, [n, c, ho, 1, wo, 1]), b.ints([0, 0, 0, 0, 0, 0, 0, 0, 0, s0 - 1, 0, s1 - 1])]), [n, c, ho * s0, wo * s1]);
+  const upSp = [ho * s0, wo * s1];
+  const pb = win.pb.map((p, i) => ext(win, i) - 1 - p);
+  const pe = pb.map((p, i) => xs[i + 2]! - upSp[i]! - p + ext(win, i) - 1);
+  if ([...pb, ...pe].some((p) => p < 0)) return null;
+  const rest = [2, 3];
+  const rot = b.op1('Slice', [w, b.ints([-1, -1]), b.ints(win.k.map((k) => -k - 1)), b.ints(rest), b.ints([-1, -1])]);
+  return b.op1('Conv', [up, rot], { kernel_shape: win.k, dilations: win.d, pads: [...pb, ...pe], group: c });
+}
+
+/**
+ * Depthwise weight gradient where depthwise convs run as ORT's blocked kernels: every (example, channel) map
+ * of X correlated with its own map of dY, as one depthwise Conv over N*C channels whose kernels are dY
+ * (strides and dilations swapped), then summed over the batch. 5-10x faster than the other forms over
+ * MobileNetV2's depthwise layers at batch 32 (measured, 2 threads).
+ */
+function depthwiseWeightGradBlocked(b: GraphBuilder, x: Sym, dy: Sym, win: Window): Sym {
+  const [n, c, ho, wo] = staticShape(dy) as [number, number, number, number];
+  const xs = staticShape(x);
+  const g = b.op1('Conv', [b.reshape(x, [1, n * c, ...xs.slice(2)]), b.reshape(dy, [n * c, 1, ho, wo])], {
+    group: n * c, kernel_shape: [ho, wo], strides: win.d, dilations: win.s, pads: padsAttr(win),
+  });
+  const k = staticShape(g).slice(2);
+  return cropTo(b, b.reshape(b.reduceSum(b.reshape(g, [n, c, ...k]), [0], false), [c, 1, ...k]), win.k);
 }
 
 /**
@@ -207,6 +251,7 @@ function pointwiseWeightGrad(b: GraphBuilder, x: Sym, dy: Sym, ws: number[]): Sy
 function depthwiseWeightGrad(b: GraphBuilder, x: Sym, dy: Sym, ws: number[], win: Window): Sym | null {
   const [n, c, ho, wo] = staticShape(dy) as [number, number, number, number];
   const xs = staticShape(x);
+  if (blocked(b, c)) return depthwiseWeightGradBlocked(b, x, dy, win);
   if (denseFits(xs, staticShape(dy), DENSE_MAX_WEIGHT)) {
     // dW[c, t] = sum_q,p E[t][q, p] (dY_c^T X_c)[q, p]: a batched MatMul [C, Q, N] x [C, N, P], then one Gemm.
     const g = b.matmul(b.transpose(channelRows(b, dy, [n, c]), [0, 2, 1]), channelRows(b, x, [n, c]));
