@@ -86,7 +86,7 @@ test('blocked and plain depthwise gradients agree on MobileNetV2 shapes (batch 4
   }
 });
 
-test('the lowering leaves constant kernels, grouped and ordinary convs, and odd channel counts alone', { skip }, () => {
+test('the lowering leaves constant (or constant-folded) kernels, grouped and ordinary convs, and odd channel counts alone', { skip }, () => {
   const b = new GraphBuilder();
   const c = block;
   const x = b.input('x', 'float32', [1, c, 8, 8]);
@@ -95,7 +95,10 @@ test('the lowering leaves constant kernels, grouped and ordinary convs, and odd 
   const y2 = b.op1('Conv', [x, b.input('wg', 'float32', [c, 2, 3, 3])], { group: c / 2, kernel_shape: [3, 3] });
   const y3 = b.op1('Conv', [x, b.input('wf', 'float32', [4, c, 3, 3])], { kernel_shape: [3, 3] });
   const y4 = b.op1('Conv', [odd, b.input('wo', 'float32', [c + 4, 1, 3, 3])], { group: c + 4, kernel_shape: [3, 3] });
-  for (const [i, y] of [y1, y2, y3, y4].entries()) b.output(y as Sym, `y${i}`);
+  // A frozen conv with its BatchNorm folded in: the kernel is computed, but from constants only.
+  const folded = b.mul(b.init('wk', tensor('float32', [c, 1, 3, 3])), b.init('scale', tensor('float32', [c, 1, 1, 1])));
+  const y5 = b.op1('Conv', [x, folded], { group: c, kernel_shape: [3, 3] });
+  for (const [i, y] of [y1, y2, y3, y4, y5].entries()) b.output(y as Sym, `y${i}`);
   const before = b.graph.nodes.map((n) => n.op);
   assert.equal(lowerDepthwiseConvs(b, block), 0);
   assert.deepEqual(b.graph.nodes.map((n) => n.op), before);

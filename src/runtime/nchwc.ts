@@ -43,7 +43,7 @@ export function nchwcBlock(): Promise<number> {
 
 /**
  * Rewrites, in place, every float32 2-D depthwise Conv (group = channels, one filter per channel, channels
- * a multiple of the block) whose weight is not a constant: ReorderInput -> NCHWc Conv -> ReorderOutput,
+ * a multiple of the block) whose weight depends on a graph input: ReorderInput -> NCHWc Conv -> ReorderOutput,
  * the kernel [C, 1, kh, kw] reordered to ORT's [C/B, kh, kw, B] by Reshape and Transpose. Each input is
  * reordered once however many convs read it. Returns the number of convs rewritten.
  */
@@ -51,6 +51,11 @@ export function lowerDepthwiseConvs(b: GraphBuilder, block: number | undefined):
   if (!block || block <= 1) return 0;
   const g = b.graph;
   const producers = g.producers();
+  // Tensors that change from run to run. A kernel computed from constants alone (a frozen conv with its
+  // BatchNorm folded in) is folded by ORT, whose own NCHWc pass then reorders it once and keeps the frozen
+  // layers blocked from one to the next, which is faster than reordering around each conv here.
+  const dynamic = new Set(g.inputs.map((v) => v.name));
+  for (const n of g.nodes) if (n.inputs.some((t) => dynamic.has(t))) for (const o of n.outputs) dynamic.add(o);
   const reordered = new Map<string, string>();
   const out: Node[] = [];
   let count = 0;
@@ -108,7 +113,7 @@ export function lowerDepthwiseConvs(b: GraphBuilder, block: number | undefined):
     const autoPad = n.attrs['auto_pad'];
     const c = xs?.[1];
     const eligible = n.op === 'Conv' && n.domain === '' && xs && ws && c !== undefined && c % block === 0
-      && group && 'i' in group && group.i === c && ws[0] === c && ws[1] === 1 && !g.initializers.has(wn!)
+      && group && 'i' in group && group.i === c && ws[0] === c && ws[1] === 1 && dynamic.has(wn!)
       && !(autoPad && 's' in autoPad && autoPad.s !== 'NOTSET');
     if (!eligible) {
       out.push(n);
