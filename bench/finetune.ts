@@ -8,6 +8,9 @@
  *   (b) a full fine-tuning step (every group trainable);
  *   (c) graft only: an epoch of last-2-blocks fine-tuning from the pixels against one from the cached
  *       block_16 activations, plus the one-off cost of computing those activations with the frozen prefix.
+ *       Printed beside it, the most the cache can give when both parts run equally fast: (P + T) / T, with
+ *       P the prefix's forward FLOPs and T a cached step's (3 x the top's forward, less the input gradient
+ *       of its first layer, which nothing needs); and the GFLOP/s each part reached.
  * The machine is shared, so the two sides alternate for --rounds rounds and each time is the best round.
  * PyTorch runs twice per round: with glibc's default allocator, which hands large blocks back to the OS so
  * that every step page-faults its activations again, and with that disabled (MALLOC_MMAP_MAX_=0); ratios are
@@ -23,6 +26,9 @@ import { backboneNetwork } from '../src/backbones/trainable.ts';
 import { Learner } from '../src/train/learner.ts';
 import { Session } from '../src/runtime/session.ts';
 import { rng } from '../src/graph/gradcheck.ts';
+import { GraphBuilder } from '../src/graph/builder.ts';
+import { graphFlops, nodeFlops } from '../src/graph/flops.ts';
+import { buildInferenceGraph } from '../src/train/compiled.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const peer = join(root, '..', 'shared', 'peers', 'torch_mobilenet.py');
@@ -82,7 +88,7 @@ async function graftStepMs(bb: ImageBackbone, trainFrom: 'block_16' | 0, threads
   return { ms, cpuMs: (c.user + c.system) / 1000 / steps };
 }
 
-interface EpochTimes { prefixS: number; pixelsS: number; cachedS: number; lossDiff: number }
+interface EpochTimes { prefixS: number; pixelsS: number; cachedS: number; lossDiff: number; prefixFlops: number; stepFlops: number }
 
 /** (c): one epoch of last-2-blocks fine-tuning from the pixels, and from cached block_16 activations. */
 async function cachedEpochs(bb: ImageBackbone, threads: number): Promise<EpochTimes> {
@@ -117,10 +123,17 @@ async function cachedEpochs(bb: ImageBackbone, threads: number): Promise<EpochTi
   await prefix.dispose();
   const prefixS = (performance.now() - t0) / 1000;
 
+  // Work per batch: the prefix's forward, and a cached step (forward, input and weight gradients of every
+  // product, except the input gradient of the layers that read the cached activations).
+  const prefixFlops = graphFlops(new GraphBuilder(g.clone(), { [bb.inputName]: [BATCH, 3, 224, 224] }));
+  const tb = new GraphBuilder(buildInferenceGraph(top, (n) => top.params.find((p) => p.name === n)!.value, 'none').graph, { input: [BATCH, ...top.inputShape] });
+  const first = tb.graph.nodes.filter((n) => n.inputs[0] === 'input').reduce((a, n) => a + nodeFlops(tb, n), 0);
+  const stepFlops = 3 * graphFlops(tb) - first;
+
   const lc = new Learner({ net: top, train: { x: acts, y, n: images }, batchSize: BATCH, threads, optimizer: { kind: 'adamw' } });
   const cached = await epoch(lc);
   await lc.dispose();
-  return { prefixS, pixelsS: pixels.s, cachedS: cached.s, lossDiff: Math.abs(pixels.loss - cached.loss) / Math.abs(pixels.loss) };
+  return { prefixS, pixelsS: pixels.s, cachedS: cached.s, lossDiff: Math.abs(pixels.loss - cached.loss) / Math.abs(pixels.loss), prefixFlops, stepFlops };
 }
 
 const min = <T>(xs: T[], f: (x: T) => number): number => Math.min(...xs.map(f));
@@ -159,4 +172,10 @@ for (const threads of threadList) {
     + `${verdict(pixelsS / cachedS, 5)}; one-off prefix pass ${prefixS.toFixed(2)} s, so the cache pays for itself `
     + `${pixelsS > cachedS + prefixS ? 'within the first epoch' : `after ${Math.ceil(prefixS / (pixelsS - cachedS))} epochs`}; `
     + `train losses of the two epochs differ by ${Math.max(...epochs.map((e) => e.lossDiff)).toExponential(1)} (relative)`);
+  const { prefixFlops: pf, stepFlops: sf } = epochs[0]!;
+  const batches = Math.ceil(images / BATCH);
+  const gflops = (f: number, s: number) => (f * batches / s / 1e9).toFixed(0);
+  console.log(`      bound by arithmetic: prefix forward ${(pf / 1e9).toFixed(1)} GFLOP per batch, cached step ${(sf / 1e9).toFixed(1)} GFLOP, `
+    + `so (P + T) / T = ${((pf + sf) / sf).toFixed(2)}x when both run equally fast; reached: cached steps ${gflops(sf, cachedS)} GFLOP/s, `
+    + `prefix inside the from-pixels epoch ${gflops(pf, pixelsS - cachedS)} GFLOP/s`);
 }
