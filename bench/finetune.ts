@@ -154,7 +154,8 @@ for (const threads of threadList) {
     torchTuned.push(withTorch ? torchRun(threads, true) : { last2: NaN, full: NaN });
     full.push(await graftStepMs(bb, 0, threads));
     epochs.push(await cachedEpochs(bb, threads));
-    process.stderr.write(`  threads=${threads} round ${r + 1}/${rounds}: torch last2 ${torchDefault[r]!.last2.toFixed(0)}/${torchTuned[r]!.last2.toFixed(0)} ms, full ${torchDefault[r]!.full.toFixed(0)}/${torchTuned[r]!.full.toFixed(0)} ms; graft last2 ${last2[r]!.ms.toFixed(0)} ms, full ${full[r]!.ms.toFixed(0)} ms\n`);
+    const torchRound = withTorch ? `torch last2 ${torchDefault[r]!.last2.toFixed(0)}/${torchTuned[r]!.last2.toFixed(0)} ms, full ${torchDefault[r]!.full.toFixed(0)}/${torchTuned[r]!.full.toFixed(0)} ms; ` : '';
+    process.stderr.write(`  threads=${threads} round ${r + 1}/${rounds}: ${torchRound}graft last2 ${last2[r]!.ms.toFixed(0)} ms, full ${full[r]!.ms.toFixed(0)} ms\n`);
   }
   const tl2 = { d: min(torchDefault, (t) => t.last2), t: min(torchTuned, (t) => t.last2) };
   const tfull = { d: min(torchDefault, (t) => t.full), t: min(torchTuned, (t) => t.full) };
@@ -164,10 +165,11 @@ for (const threads of threadList) {
   const pixelsS = min(epochs, (e) => e.pixelsS);
   const cachedS = min(epochs, (e) => e.cachedS);
   console.log(`threads=${threads} (best of ${rounds} interleaved rounds; torch with default / tuned malloc)`);
-  console.log(`  (a) last 2 blocks + head, full forward each step: graft ${fmt(gl2)} (cpu ${fmt(min(last2, (s) => s.cpuMs))}), torch ${fmt(tl2.d)} / ${fmt(tl2.t)}: `
-    + `${(tl2.d / gl2).toFixed(2)}x / ${verdict(Math.min(tl2.d, tl2.t) / gl2, 1)}`);
-  console.log(`  (b) full fine-tuning step: graft ${fmt(gfull)} (cpu ${fmt(min(full, (s) => s.cpuMs))}), torch ${fmt(tfull.d)} / ${fmt(tfull.t)}: `
-    + `${(tfull.d / gfull).toFixed(2)}x / ${verdict(Math.min(tfull.d, tfull.t) / gfull, 1)}`);
+  const vsTorch = (t: { d: number; t: number }, g: number) => (withTorch
+    ? `, torch ${fmt(t.d)} / ${fmt(t.t)}: ${(t.d / g).toFixed(2)}x / ${verdict(Math.min(t.d, t.t) / g, 1)}`
+    : ' (PyTorch not run)');
+  console.log(`  (a) last 2 blocks + head, full forward each step: graft ${fmt(gl2)} (cpu ${fmt(min(last2, (s) => s.cpuMs))})${vsTorch(tl2, gl2)}`);
+  console.log(`  (b) full fine-tuning step: graft ${fmt(gfull)} (cpu ${fmt(min(full, (s) => s.cpuMs))})${vsTorch(tfull, gfull)}`);
   console.log(`  (c) last-2-blocks epoch over ${images} images: from pixels ${pixelsS.toFixed(2)} s, from cached block_16 activations ${cachedS.toFixed(2)} s: `
     + `${verdict(pixelsS / cachedS, 5)}; one-off prefix pass ${prefixS.toFixed(2)} s, so the cache pays for itself `
     + `${pixelsS > cachedS + prefixS ? 'within the first epoch' : `after ${Math.ceil(prefixS / (pixelsS - cachedS))} epochs`}; `
