@@ -41,7 +41,7 @@ test('lowered depthwise Conv gradients, float32 finite differences', { skip }, a
 });
 
 /** Loss sum(conv(x, w) * R) and its gradients, built with or without the blocked formulations and lowering. */
-async function convGrads(xs: number[], attrs: Record<string, AttrInput>, blocked: boolean): Promise<{ y: Float32Array; dx: Float32Array; dw: Float32Array; lowered: number }> {
+async function convGrads(xs: number[], attrs: Record<string, AttrInput>, blocked: boolean): Promise<{ y: Float32Array; dx: Float32Array; dw: Float32Array; lowered: number; reorders: number }> {
   const r = rng(7);
   const c = xs[1]!;
   const b = new GraphBuilder();
@@ -57,11 +57,12 @@ async function convGrads(xs: number[], attrs: Record<string, AttrInput>, blocked
   b.output(g.get('x')!, 'dx');
   b.output(g.get('w')!, 'dw');
   const lowered = blocked ? lowerDepthwiseConvs(b, block) : 0;
+  const reorders = b.graph.nodes.filter((n) => n.op === 'ReorderInput').length;
   const s = await Session.create(b.graph, { threads: 2 });
   const fill = (shape: number[]): TensorData => tensor('float32', shape, Float32Array.from({ length: shape.reduce((a, d) => a * d, 1) }, () => r() * 2 - 1));
   const out = await s.run({ x: fill(xs), w: fill([c, 1, 3, 3]), r: fill(ys) });
   await s.dispose();
-  return { y: out['y']!.data as Float32Array, dx: out['dx']!.data as Float32Array, dw: out['dw']!.data as Float32Array, lowered };
+  return { y: out['y']!.data as Float32Array, dx: out['dx']!.data as Float32Array, dw: out['dw']!.data as Float32Array, lowered, reorders };
 }
 
 const relL2 = (a: Float32Array, b: Float32Array): number => {
@@ -82,6 +83,9 @@ test('blocked and plain depthwise gradients agree on MobileNetV2 shapes (batch 4
     const err = { y: relL2(fast.y, plain.y), dx: relL2(fast.dx, plain.dx), dw: relL2(fast.dw, plain.dw) };
     t.diagnostic(`C=${c} ${h}x${h} stride ${s}: ${fast.lowered} convs lowered; rel L2 y ${err.y.toExponential(1)}, dX ${err.dx.toExponential(1)}, dW ${err.dw.toExponential(1)}`);
     assert.equal(fast.lowered, 3, 'forward, input gradient and weight gradient convs');
+    // X for the forward conv and, again, for the weight gradient (a blocked copy kept from one pass to the
+    // other would cost memory); dY once for both gradients.
+    assert.equal(fast.reorders, 3, 'reorders of X (twice) and dY (once)');
     assert.ok(err.y < 1e-6 && err.dx < 1e-6 && err.dw < 1e-5, JSON.stringify(err));
   }
 });
