@@ -121,12 +121,20 @@ export function unbroadcast(b: GraphBuilder, g: Sym, target: Sym): Sym {
   const ts = staticShape(target);
   if (gs.length === ts.length && gs.every((d, i) => d === ts[i])) return g;
   const lead = gs.length - ts.length;
-  const axes: number[] = [];
-  for (let i = 0; i < gs.length; i++) {
-    if (i < lead) axes.push(i);
-    else if (ts[i - lead] === 1 && gs[i] !== 1) axes.push(i);
-  }
-  let r = axes.length ? b.reduceSum(g, axes, true) : g;
-  if (lead > 0 || r.shape.length !== ts.length) r = b.reshape(r, ts);
-  return r;
+  // Summed axes, then the same with unit axes dropped and neighbours of one kind merged: ORT reduces a
+  // [1280, 320, 1, 1] tensor over axis 1 about 30x slower than the same values as [1280, 320] (measured).
+  const summed = gs.map((d, i) => i < lead || (ts[i - lead] === 1 && d !== 1));
+  const dims: number[] = [];
+  const kinds: boolean[] = [];
+  gs.forEach((d, i) => {
+    if (d === 1) return;
+    if (kinds.length && kinds.at(-1) === summed[i]) dims[dims.length - 1]! *= d;
+    else {
+      dims.push(d);
+      kinds.push(summed[i]!);
+    }
+  });
+  const axes = kinds.flatMap((k, i) => (k ? [i] : []));
+  if (!axes.length) return b.reshape(g, ts);
+  return b.reshape(b.reduceSum(b.reshape(g, dims), axes, false), ts);
 }
