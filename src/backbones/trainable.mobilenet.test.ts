@@ -26,6 +26,7 @@ import { GraphBuilder, type Sym } from '../graph/builder.ts';
 import { gradients } from '../graph/autodiff.ts';
 import { Session, defaultThreads } from '../runtime/session.ts';
 import { lowerDepthwiseConvs, nchwcBlock } from '../runtime/nchwc.ts';
+import { relL2 } from '../train/testkit.ts';
 import { type TensorData, tensor, toNumbers } from '../graph/tensor.ts';
 import { crossEntropy } from '../train/losses.ts';
 import type { ForwardContext } from '../train/network.ts';
@@ -96,12 +97,6 @@ const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   return s;
 };
 const l2 = (a: ArrayLike<number>) => Math.sqrt(dot(a, a));
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let num = 0;
-  for (let i = 0; i < a.length; i++) num += (a[i]! - b[i]!) ** 2;
-  return Math.sqrt(num) / Math.max(l2(b), 1e-30);
-}
 
 let batch: { bb: ImageBackbone; x: TensorData; target: TensorData } | undefined;
 /** The backbone, the four photos and the targets, checked against the hashes the fixture was made from. */

@@ -13,6 +13,7 @@ import { tensor, type TensorData } from '../graph/tensor.ts';
 import type { AttrInput } from '../graph/ops/registry.ts';
 import { lowerDepthwiseConvs, nchwcBlock } from './nchwc.ts';
 import { Session } from './session.ts';
+import { relL2 } from '../train/testkit.ts';
 
 const block = await nchwcBlock();
 const skip = block ? false : 'ORT has no NCHWc kernels on this machine (or GRAFT_NCHWC=0): nothing is lowered';
@@ -65,15 +66,6 @@ async function convGrads(xs: number[], attrs: Record<string, AttrInput>, blocked
   return { y: out['y']!.data as Float32Array, dx: out['dx']!.data as Float32Array, dw: out['dw']!.data as Float32Array, lowered, reorders };
 }
 
-const relL2 = (a: Float32Array, b: Float32Array): number => {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-};
 
 test('blocked and plain depthwise gradients agree on MobileNetV2 shapes (batch 4)', { skip }, async (t) => {
   for (const [c, h, s] of [[96, 112, 2], [32, 112, 1], [144, 56, 1], [144, 56, 2], [192, 28, 2], [576, 14, 1], [960, 7, 1]] as const) {

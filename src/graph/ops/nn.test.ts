@@ -7,6 +7,7 @@ import { gradients } from '../autodiff.ts';
 import { Session } from '../../runtime/session.ts';
 import { type TensorData, tensor, toNumbers } from '../tensor.ts';
 import type { AttrInput } from './registry.ts';
+import { relL2 } from '../../train/testkit.ts';
 
 type Attrs = Record<string, AttrInput>;
 const F32: GradcheckOptions = { dtype: 'float32', maxElems: 32 };
@@ -147,17 +148,6 @@ const FIXTURES = new URL('../../../fixtures/torch/', import.meta.url);
 const load = <T>(name: string): T => JSON.parse(readFileSync(new URL(`${name}.json`, FIXTURES), 'utf8')) as T;
 const TOL = 1e-4;
 
-/** ||a - b|| / ||b||. */
-function relL2(a: ArrayLike<number>, b: readonly number[]): number {
-  assert.equal(a.length, b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (Number(a[i]) - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-300));
-}
 
 interface Values { shape: number[]; values: number[] }
 interface OpFixture {
