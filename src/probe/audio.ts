@@ -14,7 +14,7 @@ import { sha256 } from '../model/folder.ts';
 import { loadModel } from '../model/folder.ts';
 import { encodeLabels } from '../data/csv.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
-import { type ProbeFeatures, checkHead, fitProbe, saveProbe } from './fit.ts';
+import { type ProbeFeatures, type Protocol, checkHead, chooseProtocol, fitProbe, saveProbe, type HeadKind } from './fit.ts';
 import type { Diagnosis } from '../train/diagnose.ts';
 
 export const AUDIO_EXTENSIONS = ['.wav'] as const;
@@ -68,17 +68,20 @@ export async function embedAudio(paths: readonly string[], o: { cache?: boolean;
   return { x, d, kept, skipped, cacheHits: hits };
 }
 
-export interface TrainAudioOptions { data: string; out: string; head?: 'linear' | 'mlp' | 'knn'; val?: number; epochs?: number; lr?: number; seed?: number; threads?: number; cacheRoot?: string; log?: (s: string) => void }
+export interface TrainAudioOptions { data: string; out: string; head?: HeadKind; classWeight?: 'balanced' | null; val?: number; epochs?: number; lr?: number; seed?: number; threads?: number; cacheRoot?: string; log?: (s: string) => void }
 
 export interface TrainAudioResult {
   out: string; labels: string[]; backbone: string; head: string; trainAccuracy: number; valAccuracy: number | null;
-  valMacroF1: number | null; skipped: number; cacheHits: number; seconds: number; diagnosis: Diagnosis;
+  valMacroF1: number | null; cvAccuracy: number | null; cvStd: number | null; protocol: Protocol; skipped: number; cacheHits: number; seconds: number; diagnosis: Diagnosis;
 }
 
 export async function trainAudio(o: TrainAudioOptions): Promise<TrainAudioResult> {
   const t0 = performance.now();
   const head = checkHead(o.head ?? 'linear');
-  const folder = readImageFolder(o.data, { valFraction: o.val ?? 0.2, seed: o.seed ?? 0, extensions: AUDIO_EXTENSIONS });
+  const all = readImageFolder(o.data, { valFraction: 0, seed: o.seed ?? 0, extensions: AUDIO_EXTENSIONS });
+  const protocol: Protocol = all.val ? { kind: 'holdout', valFraction: 0, reason: 'the folder has its own val/ split' } : chooseProtocol(all.train.y, all.classes.length, o.val);
+  const folder = protocol.valFraction > 0 ? readImageFolder(o.data, { valFraction: protocol.valFraction, seed: o.seed ?? 0, extensions: AUDIO_EXTENSIONS }) : all;
+  o.log?.(`protocol: ${protocol.reason}`);
   const eo = { ...(o.cacheRoot ? { cacheRoot: o.cacheRoot } : {}), ...(o.threads ? { threads: o.threads } : {}), ...(o.log ? { log: o.log } : {}) };
   const tr = await embedAudio(folder.train.paths, eo);
   const va = folder.val ? await embedAudio(folder.val.paths, eo) : null;
@@ -86,7 +89,7 @@ export async function trainAudio(o: TrainAudioOptions): Promise<TrainAudioResult
     train: new Map([[POOLING, { x: tr.x, d: tr.d }]]), val: va ? new Map([[POOLING, { x: va.x, d: va.d }]]) : null,
     yTrain: Int32Array.from(tr.kept, (i) => folder.train.y[i]!), yVal: va ? Int32Array.from(va.kept, (i) => folder.val!.y[i]!) : null, classes: folder.classes,
   };
-  const p = await fitProbe(feats, { ...o, head });
+  const p = await fitProbe(feats, { ...o, head, protocol });
   try {
     const skipped = tr.skipped.length + (va?.skipped.length ?? 0);
     saveProbe(o.out, p, feats, {
@@ -99,7 +102,7 @@ export async function trainAudio(o: TrainAudioOptions): Promise<TrainAudioResult
     });
     return {
       out: o.out, labels: folder.classes, backbone: BACKBONE, head, trainAccuracy: p.trainAccuracy, valAccuracy: p.valAccuracy, valMacroF1: p.valMacroF1,
-      skipped, cacheHits: tr.cacheHits + (va?.cacheHits ?? 0), seconds: (performance.now() - t0) / 1000, diagnosis: p.diagnosis,
+      cvAccuracy: p.cvAccuracy, cvStd: p.cvStd, protocol, skipped, cacheHits: tr.cacheHits + (va?.cacheHits ?? 0), seconds: (performance.now() - t0) / 1000, diagnosis: p.diagnosis,
     };
   } finally {
     await p.learner.dispose();

@@ -1,20 +1,56 @@
 /**
- * The shared end of every feature-extraction probe: given cached features (train and validation),
- * choose the cut by cross-validation when there are several, fit the head (linear, MLP or kNN) with
- * early stopping, diagnose the curves, and save the model folder.
+ * The shared end of every feature-extraction probe: given cached features (train, and validation under
+ * the hold-out protocol), choose the cut by cross-validation when there are several, fit the head and
+ * save the model folder. Linear heads (logistic, SVM, ridge) are convex probes solved to convergence
+ * with the penalty cross-validated and the model refitted on every training example (probe/convex.ts);
+ * the MLP trains by SGD with early stopping; kNN trains nothing.
+ *
+ * The small-data protocol: below SMALL_DATA_PER_CLASS examples in the smallest class, no validation split
+ * is held out (it would cost a fifth of a tiny set and give a noisy score); every choice is made by
+ * k-fold cross-validation and the reported estimate is the cross-validated accuracy with its spread.
  */
 import * as ort from 'onnxruntime-node';
 import { GraftError } from '../errors.ts';
 import { fitStandardize, linearHead, mlpHead } from '../heads/heads.ts';
 import { Learner, type Dataset } from '../train/learner.ts';
 import { EarlyStopping, ProgressBar } from '../train/callbacks.ts';
-import { diagnose, type Diagnosis } from '../train/diagnose.ts';
+import { diagnose, diagnoseConvex, type Diagnosis } from '../train/diagnose.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
 import { GRAFT_VERSION, type ModelCard, saveModel } from '../model/folder.ts';
 import type { Graph } from '../graph/ir.ts';
-import { crossValidate, knnHead } from './heads.ts';
+import { knnHead } from './heads.ts';
+import { type ConvexFit, type ConvexLoss, checkFinite, convexLogits, fitConvexProbe } from './convex.ts';
 
-export type HeadKind = 'linear' | 'mlp' | 'knn';
+export type HeadKind = 'linear' | 'svm' | 'ridge' | 'mlp' | 'knn';
+const CONVEX: Partial<Record<HeadKind, ConvexLoss>> = { linear: 'logistic', svm: 'squared-hinge', ridge: 'ridge' };
+
+/** Below this many examples in the smallest class, the small-data protocol runs (no validation split). */
+export const SMALL_DATA_PER_CLASS = 100;
+
+export interface Protocol {
+  kind: 'cv' | 'holdout';
+  /** Fraction of the training data to hold out for validation (0 under 'cv'). */
+  valFraction: number;
+  reason: string;
+}
+
+/**
+ * Which protocol a labelled set gets: an explicit --val is obeyed; otherwise sets whose smallest class
+ * has fewer than SMALL_DATA_PER_CLASS examples are cross-validated and refitted on everything, and larger
+ * ones hold out 20% for validation (early stopping, a diagnosis from learning curves).
+ */
+export function chooseProtocol(y: Int32Array, classes: number, val?: number): Protocol {
+  const counts = new Array<number>(classes).fill(0);
+  for (const c of y) counts[c]!++;
+  const min = Math.min(...counts);
+  if (val !== undefined) {
+    return val > 0 ? { kind: 'holdout', valFraction: val, reason: `--val ${val} holds out ${(100 * val).toFixed(0)}% for validation` }
+      : { kind: 'cv', valFraction: 0, reason: '--val 0: no validation split; choices by k-fold cross-validation on all the data' };
+  }
+  return min < SMALL_DATA_PER_CLASS
+    ? { kind: 'cv', valFraction: 0, reason: `the smallest class has ${min} examples (< ${SMALL_DATA_PER_CLASS}): no validation split; every choice by k-fold cross-validation, then refit on all ${y.length} examples` }
+    : { kind: 'holdout', valFraction: 0.2, reason: `every class has ${SMALL_DATA_PER_CLASS} examples or more: 20% held out for validation` };
+}
 
 export interface ProbeFeatures {
   /** Per cut: row-major features and their width. */
@@ -27,6 +63,9 @@ export interface ProbeFeatures {
 
 export interface ProbeOptions {
   head?: HeadKind;
+  /** Linear heads: 'balanced' weighs each class by n / (k n_c). */
+  classWeight?: 'balanced' | null;
+  protocol?: Protocol;
   epochs?: number;
   lr?: number;
   seed?: number;
@@ -44,11 +83,31 @@ export interface ProbeFit {
   diagnosis: Diagnosis;
   learner: Learner;
   headConfig: Record<string, unknown>;
+  protocol: Protocol;
+  /** Cross-validated accuracy of the chosen cut's probe and its spread over folds (convex heads). */
+  cvAccuracy: number | null;
+  cvStd: number | null;
+  /** The convex fit (linear, svm, ridge heads). */
+  convex: ConvexFit | null;
+  warnings: string[];
 }
 
 export function checkHead(head: string): HeadKind {
-  if (head !== 'linear' && head !== 'mlp' && head !== 'knn') throw new GraftError('E_BAD_OPTION', `unknown head "${head}"`, 'Use --head linear, mlp or knn.');
-  return head;
+  if (!['linear', 'svm', 'ridge', 'mlp', 'knn'].includes(head)) throw new GraftError('E_BAD_OPTION', `unknown head "${head}"`, 'Use --head linear, svm, ridge, mlp or knn.');
+  return head as HeadKind;
+}
+
+/** Mean softmax cross-entropy of logits [n, k]. */
+function softmaxLoss(z: Float64Array, y: Int32Array, k: number): number {
+  let s = 0;
+  for (let i = 0; i < y.length; i++) {
+    let m = -Infinity;
+    for (let c = 0; c < k; c++) m = Math.max(m, z[i * k + c]!);
+    let e = 0;
+    for (let c = 0; c < k; c++) e += Math.exp(z[i * k + c]! - m);
+    s += m + Math.log(e) - z[i * k + y[i]!]!;
+  }
+  return s / Math.max(1, y.length);
 }
 
 /** Fits the probe; the caller saves the model with the returned learner and then disposes it. */
@@ -57,48 +116,89 @@ export async function fitProbe(f: ProbeFeatures, o: ProbeOptions = {}): Promise<
   const seed = o.seed ?? 0;
   const head = checkHead(o.head ?? 'linear');
   const k = f.classes.length;
+  const protocol = o.protocol ?? (f.val && f.yVal?.length ? { kind: 'holdout', valFraction: 0, reason: 'a validation split was given' } as Protocol : chooseProtocol(f.yTrain, k, 0));
+  for (const [c, { x, d }] of f.train) checkFinite(x, d, `features at cut ${c}`);
   const cuts = [...f.train.keys()];
   const cutScores: Record<string, number> = {};
+  const lossKind = CONVEX[head] ?? 'logistic';
+  const convexOpts = { loss: lossKind, seed, classWeight: o.classWeight ?? null, ...(o.threads ? { threads: o.threads } : {}) };
+  // Every candidate cut is scored by the cross-validated convex probe; a convex head keeps the winner's fit.
   let cut = cuts.at(-1)!;
-  if (cuts.length > 1) {
+  let convex: ConvexFit | null = null;
+  if (cuts.length > 1 || CONVEX[head]) {
     let best = -1;
     for (const c of cuts) {
       const { x, d } = f.train.get(c)!;
-      const s = await crossValidate(x, f.yTrain, d, k, { seed, ...(o.threads ? { threads: o.threads } : {}) });
-      cutScores[c] = s;
-      log(`cut ${c} (${d}-d): cross-validated probe accuracy ${s.toFixed(4)}`);
-      if (s >= best) { best = s; cut = c; }
+      const fit = await fitConvexProbe(x, f.yTrain, d, k, convexOpts);
+      const s = fit.cvAccuracy ?? fit.trainAccuracy;
+      if (cuts.length > 1) {
+        cutScores[c] = s;
+        log(`cut ${c} (${d}-d): cross-validated probe accuracy ${s.toFixed(4)}${fit.cvStd !== null ? ` +- ${fit.cvStd.toFixed(4)}` : ''}`);
+      }
+      if (s > best) { best = s; cut = c; convex = fit; }
     }
   }
+  const warnings = convex?.warnings ?? [];
   const { x, d } = f.train.get(cut)!;
   const train: Dataset = { x, y: f.yTrain, n: f.yTrain.length };
   const val: Dataset | undefined = f.val && f.yVal && f.yVal.length ? { x: f.val.get(cut)!.x, y: f.yVal, n: f.yVal.length } : undefined;
-  const standardize = fitStandardize(train.x, train.n, d);
-  const net = head === 'knn' ? knnHead(train.x, f.yTrain, d, k)
-    : head === 'mlp' ? mlpHead({ inputDim: d, classes: k, seed, standardize, hidden: [256], dropout: 0.3 })
-      : linearHead({ inputDim: d, classes: k, seed, standardize });
-  const early = new EarlyStopping({ monitor: val ? 'valLoss' : 'trainLoss', patience: 8 });
-  const learner = new Learner({
-    net, train, ...(val ? { val } : {}), batchSize: 32, seed, callbacks: [new ProgressBar(), early],
-    ...(o.threads ? { threads: o.threads } : {}), optimizer: { kind: 'adamw', weightDecay: 0.01 },
-  });
-  if (head !== 'knn') await learner.fit(o.epochs ?? 40, { lr: o.lr ?? 3e-3, schedule: { kind: 'one-cycle' } });
-  const trainAccuracy = (await learner.evaluate(train)).accuracy;
   let valAccuracy: number | null = null;
   let valMacroF1: number | null = null;
   let valLoss: number | undefined;
-  if (val) {
-    const ev = await learner.evaluate(val);
-    const pred = argmaxRows(ev.logits, k);
-    valAccuracy = accuracy(val.y as Int32Array, pred);
-    valMacroF1 = macroF1(val.y as Int32Array, pred, k);
-    valLoss = ev.loss;
+  const scoreVal = (logits: Float32Array | Float64Array, loss: number) => {
+    const pred = argmaxRows(Float32Array.from(logits), k);
+    valAccuracy = accuracy(val!.y as Int32Array, pred);
+    valMacroF1 = macroF1(val!.y as Int32Array, pred, k);
+    valLoss = loss;
+  };
+  let net;
+  if (CONVEX[head]) {
+    // Scored on the validation split as fitted on the training part, then refitted on every labelled
+    // example at the chosen C: the validation rows are not lost to the saved model.
+    if (val) {
+      const z = convexLogits(convex!, val.x, d);
+      scoreVal(z, softmaxLoss(z, val.y as Int32Array, k));
+      const xs = new Float32Array((train.n + val.n) * d);
+      xs.set(train.x); xs.set(val.x, train.n * d);
+      const ys = new Int32Array(train.n + val.n);
+      ys.set(f.yTrain); ys.set(val.y as Int32Array, train.n);
+      convex = { ...await fitConvexProbe(xs, ys, d, k, { ...convexOpts, Cs: [convex!.C] }), path: convex!.path, folds: convex!.folds, cvAccuracy: convex!.cvAccuracy, cvStd: convex!.cvStd };
+    }
+    net = linearHead({ inputDim: d, classes: k, seed, standardize: convex!.standardize });
+    net.params.find((p) => p.name === 'linear.weight')!.value = convex!.weight;
+    net.params.find((p) => p.name === 'linear.bias')!.value = convex!.bias;
+    net.config = { ...net.config, solver: 'lbfgs', loss: lossKind, C: convex!.C, folds: convex!.folds, converged: convex!.converged, iterations: convex!.iterations, refit: train.n + (val?.n ?? 0), ...(o.classWeight ? { classWeight: o.classWeight } : {}) };
+  } else {
+    const standardize = fitStandardize(train.x, train.n, d);
+    net = head === 'knn' ? knnHead(train.x, f.yTrain, d, k) : mlpHead({ inputDim: d, classes: k, seed, standardize, hidden: [256], dropout: 0.3 });
   }
-  // kNN trains nothing: its one "epoch" is the prototypes as they are.
-  const history = learner.history.length ? learner.history
-    : [{ epoch: 0, trainLoss: (await learner.evaluate(train)).loss, lr: [0], seconds: 0, ...(valLoss !== undefined ? { valLoss, valAccuracy: valAccuracy! } : {}) }];
-  const diagnosis = diagnose({ history, trainAccuracy, valAccuracy, classes: k, nTrain: train.n, canFineTune: true });
-  return { cut, cutScores, head, trainAccuracy, valAccuracy, valMacroF1, diagnosis, learner, headConfig: net.config };
+  const early = new EarlyStopping({ monitor: val ? 'valLoss' : 'trainLoss', patience: 8 });
+  const learner = new Learner({
+    net, train, ...(val && !CONVEX[head] ? { val } : {}), batchSize: 32, seed, callbacks: [new ProgressBar(), early],
+    ...(o.threads ? { threads: o.threads } : {}), optimizer: { kind: 'adamw', weightDecay: 0.01 },
+  });
+  if (head === 'mlp') await learner.fit(o.epochs ?? 40, { lr: o.lr ?? 3e-3, schedule: { kind: 'one-cycle' } });
+  const trainAccuracy = CONVEX[head] ? convex!.trainAccuracy : (await learner.evaluate(train)).accuracy;
+  if (val && !CONVEX[head]) {
+    const ev = await learner.evaluate(val);
+    scoreVal(ev.logits, ev.loss);
+  }
+  const cvAccuracy = convex?.cvAccuracy ?? null;
+  const cvStd = convex?.cvStd ?? null;
+  let diagnosis: Diagnosis;
+  if (CONVEX[head]) {
+    diagnosis = diagnoseConvex({
+      trainAccuracy, heldOut: valAccuracy ?? cvAccuracy, heldOutStd: valAccuracy === null ? cvStd : null, protocol: valAccuracy === null ? 'cv' : 'holdout',
+      classes: k, nTrain: train.n, path: convex!.path, C: convex!.C, canFineTune: true,
+    });
+  } else {
+    // kNN trains nothing: its one "epoch" is the prototypes as they are.
+    const history = learner.history.length ? learner.history
+      : [{ epoch: 0, trainLoss: (await learner.evaluate(train)).loss, lr: [0], seconds: 0, ...(valLoss !== undefined ? { valLoss, valAccuracy: valAccuracy! } : {}) }];
+    diagnosis = diagnose({ history, trainAccuracy, valAccuracy, classes: k, nTrain: train.n, canFineTune: true });
+  }
+  if (warnings.length) diagnosis.evidence.push(...warnings.map((w) => `warning: ${w}`));
+  return { cut, cutScores, head, trainAccuracy, valAccuracy, valMacroF1, diagnosis, learner, headConfig: net.config, protocol, cvAccuracy, cvStd, convex, warnings };
 }
 
 /** Saves a fitted probe as a model folder; `graph` is the self-contained inference graph. */
@@ -110,8 +210,12 @@ export function saveProbe(out: string, p: ProbeFit, f: ProbeFeatures, o: ProbeOp
   saveModel(out, {
     createdAt: new Date().toISOString(), task: 'classification', labels: f.classes, input: o.input,
     outputs: { probabilities: 'probabilities', logits: 'logits' }, backbone: o.backbone, head: p.headConfig,
-    training: { head: p.head, epochs: o.epochs ?? 40, epochsRun: p.learner.history.length, lr: o.lr ?? 3e-3, seed: o.seed ?? 0, cutScores: p.cutScores, optimizer: p.learner.opt.options },
-    metrics: { trainAccuracy: p.trainAccuracy, valAccuracy: p.valAccuracy, valMacroF1: p.valMacroF1, nTrain: f.yTrain.length, nVal: f.yVal?.length ?? 0, ...o.extraMetrics },
+    training: {
+      head: p.head, seed: o.seed ?? 0, cutScores: p.cutScores, protocol: p.protocol,
+      ...(p.convex ? { solver: 'lbfgs', loss: p.convex.loss, C: p.convex.C, folds: p.convex.folds, penaltyPath: p.convex.path.map(({ C, accuracy, std }) => ({ C, accuracy, std })), converged: p.convex.converged }
+        : { epochs: o.epochs ?? 40, epochsRun: p.learner.history.length, lr: o.lr ?? 3e-3, optimizer: p.learner.opt.options }),
+    },
+    metrics: { trainAccuracy: p.trainAccuracy, valAccuracy: p.valAccuracy, valMacroF1: p.valMacroF1, cvAccuracy: p.cvAccuracy, cvStd: p.cvStd, nTrain: f.yTrain.length, nVal: f.yVal?.length ?? 0, ...o.extraMetrics },
     history: p.learner.history, diagnosis: p.diagnosis,
     provenance: { data: o.data, graft: GRAFT_VERSION, node: process.version, onnxruntime: ort.env.versions.node ?? 'unknown' },
   }, o.graph.toBytes(), o.extraFiles);

@@ -15,14 +15,16 @@ import { accuracy, macroF1 } from '../train/metrics.ts';
 import { loadModel } from '../model/folder.ts';
 import type { Graph } from '../graph/ir.ts';
 import { encodeLabels } from '../data/csv.ts';
-import { type ProbeFeatures, checkHead, fitProbe, saveProbe } from './fit.ts';
+import { type ProbeFeatures, type Protocol, checkHead, chooseProtocol, fitProbe, saveProbe, type HeadKind } from './fit.ts';
 
 export interface TrainImagesOptions {
   data: string;
   out: string;
   backbone?: string;
   cut?: string;
-  head?: 'linear' | 'mlp' | 'knn';
+  head?: HeadKind;
+  classWeight?: 'balanced' | null;
+  /** Validation fraction; default: by the small-data protocol (none below 100 examples per class, else 0.2). */
   val?: number;
   epochs?: number;
   lr?: number;
@@ -43,6 +45,9 @@ export interface TrainImagesResult {
   trainAccuracy: number;
   valAccuracy: number | null;
   valMacroF1: number | null;
+  cvAccuracy: number | null;
+  cvStd: number | null;
+  protocol: Protocol;
   skipped: number;
   cacheHits: number;
   seconds: number;
@@ -60,7 +65,10 @@ export async function trainImages(o: TrainImagesOptions): Promise<TrainImagesRes
   const log = o.log ?? (() => {});
   const seed = o.seed ?? 0;
   const head = checkHead(o.head ?? 'linear');
-  const folder = readImageFolder(o.data, { valFraction: o.val ?? 0.2, seed });
+  const all = readImageFolder(o.data, { valFraction: 0, seed });
+  const protocol: Protocol = all.val ? { kind: 'holdout', valFraction: 0, reason: 'the folder has its own val/ split' } : chooseProtocol(all.train.y, all.classes.length, o.val);
+  const folder = protocol.valFraction > 0 ? readImageFolder(o.data, { valFraction: protocol.valFraction, seed }) : all;
+  log(`protocol: ${protocol.reason}`);
   const bbId = o.backbone ?? defaultBackbone('image').id;
   checkImageBackboneId(bbId);
   const bb = await loadImageBackbone(bbId, o.cacheRoot, o.cut);
@@ -78,7 +86,7 @@ export async function trainImages(o: TrainImagesOptions): Promise<TrainImagesRes
   const yVa = va ? Int32Array.from(va.kept, (i) => folder.val!.y[i]!) : null;
   const asMap = (e: typeof tr) => new Map(cuts.map((c) => [c.name, { x: e.features.get(c.name)!, d: e.dims.get(c.name)! }]));
   const feats: ProbeFeatures = { train: asMap(tr), val: va ? asMap(va) : null, yTrain: yTr, yVal: yVa, classes: folder.classes };
-  const p = await fitProbe(feats, { ...o, head, log });
+  const p = await fitProbe(feats, { ...o, head, log, protocol });
   try {
     const cut = findCut(bb, p.cut);
     const [h, w] = bb.preprocess.size;
@@ -92,7 +100,7 @@ export async function trainImages(o: TrainImagesOptions): Promise<TrainImagesRes
     });
     return {
       out: o.out, labels: folder.classes, backbone: bb.id, cut: p.cut, cutScores: p.cutScores, head, trainAccuracy: p.trainAccuracy,
-      valAccuracy: p.valAccuracy, valMacroF1: p.valMacroF1, skipped, cacheHits: tr.cacheHits + (va?.cacheHits ?? 0),
+      valAccuracy: p.valAccuracy, valMacroF1: p.valMacroF1, cvAccuracy: p.cvAccuracy, cvStd: p.cvStd, protocol, skipped, cacheHits: tr.cacheHits + (va?.cacheHits ?? 0),
       seconds: (performance.now() - t0) / 1000, diagnosis: p.diagnosis,
     };
   } finally {

@@ -26,13 +26,13 @@ import {
 import { type LoadedModel, loadModel, sha256 } from '../model/folder.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
 import type { Diagnosis } from '../train/diagnose.ts';
-import { type ProbeFeatures, checkHead, fitProbe, saveProbe } from './fit.ts';
+import { type ProbeFeatures, type Protocol, checkHead, chooseProtocol, fitProbe, saveProbe, type HeadKind } from './fit.ts';
 
 /** Word vectors pool by 'mean' or 'sif'; encoders by 'cls' or 'mean'. */
 export type TextCut = 'mean' | 'sif' | 'cls';
 
 export interface TrainTextOptions {
-  data: string; out: string; backbone?: string; cut?: TextCut; head?: 'linear' | 'mlp' | 'knn'; val?: number; epochs?: number; lr?: number; seed?: number;
+  data: string; out: string; backbone?: string; cut?: TextCut; head?: HeadKind; classWeight?: 'balanced' | null; val?: number; epochs?: number; lr?: number; seed?: number;
   threads?: number; log?: (s: string) => void;
   /** Encoders: use the feature cache (default true), and where it lives. */
   cache?: boolean; cacheRoot?: string;
@@ -42,7 +42,7 @@ export interface TrainTextOptions {
 
 export interface TrainTextResult {
   out: string; labels: string[]; backbone: string; cut: string; cutScores: Record<string, number>; head: string; trainAccuracy: number;
-  valAccuracy: number | null; valMacroF1: number | null; oovOnly: number; truncated: number; seconds: number; diagnosis: Diagnosis;
+  valAccuracy: number | null; valMacroF1: number | null; cvAccuracy: number | null; cvStd: number | null; protocol: Protocol; oovOnly: number; truncated: number; seconds: number; diagnosis: Diagnosis;
 }
 
 function pool(wv: WordVectors, texts: string[], how: 'mean' | 'sif', sif: SifModel | null): Float32Array {
@@ -74,9 +74,12 @@ function labelledTexts(path: string): { table: ReturnType<typeof readTextTable>;
   return { table, classes, y };
 }
 
-/** The stratified train/validation split of the table, as indices. */
-function splitOf(y: Int32Array, o: TrainTextOptions): { train: Int32Array; val: Int32Array } {
-  return (o.val ?? 0.2) > 0 ? stratifiedSplit(y, o.val ?? 0.2, o.seed ?? 0) : { train: Int32Array.from(y.keys()), val: new Int32Array(0) };
+/** The stratified train/validation split of the table, as indices, by the small-data protocol unless --val is given. */
+function splitOf(y: Int32Array, k: number, o: TrainTextOptions): { train: Int32Array; val: Int32Array; protocol: Protocol } {
+  const protocol = chooseProtocol(y, k, o.val);
+  o.log?.(`protocol: ${protocol.reason}`);
+  const s = protocol.valFraction > 0 ? stratifiedSplit(y, protocol.valFraction, o.seed ?? 0) : { train: Int32Array.from(y.keys()), val: new Int32Array(0) };
+  return { ...s, protocol };
 }
 
 async function trainWordVectors(o: TrainTextOptions, id: string): Promise<TrainTextResult> {
@@ -85,7 +88,7 @@ async function trainWordVectors(o: TrainTextOptions, id: string): Promise<TrainT
   const { table, classes, y } = labelledTexts(o.data);
   const wv = loadWordVectors(id);
   o.log?.(`word vectors ${id}: ${wv.size} words x ${wv.dim} (${wv.loadedFrom}, ${wv.seconds.toFixed(1)} s)`);
-  const split = splitOf(y, o);
+  const split = splitOf(y, classes.length, o);
   const pick = (idx: Int32Array) => Array.from(idx, (i) => table.texts[i]!);
   const trTexts = pick(split.train);
   const vaTexts = pick(split.val);
@@ -98,7 +101,7 @@ async function trainWordVectors(o: TrainTextOptions, id: string): Promise<TrainT
   };
   const oovOnly = meanPool(wv, table.texts).oovOnly;
   if (oovOnly) o.log?.(`warning: ${oovOnly} text(s) have no word the vectors know; they pool to zeros`);
-  const p = await fitProbe(feats, { ...o, head });
+  const p = await fitProbe(feats, { ...o, head, protocol: split.protocol });
   try {
     saveProbe(o.out, p, feats, {
       ...o,
@@ -110,7 +113,7 @@ async function trainWordVectors(o: TrainTextOptions, id: string): Promise<TrainT
     });
     return {
       out: o.out, labels: classes, backbone: id, cut: p.cut, cutScores: p.cutScores, head, trainAccuracy: p.trainAccuracy, valAccuracy: p.valAccuracy,
-      valMacroF1: p.valMacroF1, oovOnly, truncated: 0, seconds: (performance.now() - t0) / 1000, diagnosis: p.diagnosis,
+      valMacroF1: p.valMacroF1, cvAccuracy: p.cvAccuracy, cvStd: p.cvStd, protocol: split.protocol, oovOnly, truncated: 0, seconds: (performance.now() - t0) / 1000, diagnosis: p.diagnosis,
     };
   } finally {
     await p.learner.dispose();
@@ -129,7 +132,7 @@ async function trainEncoder(o: TrainTextOptions, id: string): Promise<TrainTextR
     ...(o.threads ? { threads: o.threads } : {}), ...(o.cacheRoot ? { cacheRoot: o.cacheRoot } : {}), cache: o.cache ?? true, ...(o.log ? { log: o.log } : {}),
   });
   if (emb.cacheHits) o.log?.(`${emb.cacheHits} of ${table.texts.length} text(s) from the feature cache`);
-  const split = splitOf(y, o);
+  const split = splitOf(y, classes.length, o);
   const d = emb.dim;
   const rows = (x: Float32Array, idx: Int32Array) => {
     const out = new Float32Array(idx.length * d);
@@ -142,7 +145,7 @@ async function trainEncoder(o: TrainTextOptions, id: string): Promise<TrainTextR
     val: hasVal ? new Map(ways.map((w) => [w, { x: rows(emb.features.get(w)!, split.val), d }])) : null,
     yTrain: Int32Array.from(split.train, (i) => y[i]!), yVal: hasVal ? Int32Array.from(split.val, (i) => y[i]!) : null, classes,
   };
-  const p = await fitProbe(feats, { ...o, head });
+  const p = await fitProbe(feats, { ...o, head, protocol: split.protocol });
   try {
     const cut = p.cut as TextPooling;
     const { graph, inputs } = encoderWithHead(enc, cut, p.learner.inferenceGraph('softmax'));
@@ -163,7 +166,7 @@ async function trainEncoder(o: TrainTextOptions, id: string): Promise<TrainTextR
     });
     return {
       out: o.out, labels: classes, backbone: id, cut, cutScores: p.cutScores, head, trainAccuracy: p.trainAccuracy, valAccuracy: p.valAccuracy,
-      valMacroF1: p.valMacroF1, oovOnly: 0, truncated: emb.truncated, seconds: (performance.now() - t0) / 1000, diagnosis: p.diagnosis,
+      valMacroF1: p.valMacroF1, cvAccuracy: p.cvAccuracy, cvStd: p.cvStd, protocol: split.protocol, oovOnly: 0, truncated: emb.truncated, seconds: (performance.now() - t0) / 1000, diagnosis: p.diagnosis,
     };
   } finally {
     await p.learner.dispose();

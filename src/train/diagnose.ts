@@ -96,3 +96,57 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
   }
   return { verdict, summary, evidence, advice };
 }
+
+export interface ConvexDiagnosisInput {
+  trainAccuracy: number;
+  /** Held-out accuracy: cross-validated (protocol 'cv') or on the validation split. */
+  heldOut: number | null;
+  heldOutStd?: number | null;
+  protocol: 'cv' | 'holdout';
+  classes: number;
+  nTrain: number;
+  /** The penalty search: accuracy per C, strongest penalty (smallest C) first. */
+  path: { C: number; accuracy: number }[];
+  C: number;
+  canFineTune?: boolean;
+}
+
+/**
+ * Diagnosis of a convex probe: no learning curve, but the train/held-out gap and the penalty search
+ * say the same things. The chosen C at the weak end of the grid means more capacity would still help;
+ * held-out accuracy well below training accuracy means the features let the probe memorise.
+ */
+export function diagnoseConvex(d: ConvexDiagnosisInput): Diagnosis {
+  const chance = 1 / Math.max(2, d.classes);
+  const evidence = [`training accuracy ${pct(d.trainAccuracy)} (chance ${pct(chance)})`];
+  const held = d.protocol === 'cv' ? 'cross-validated' : 'validation';
+  if (d.heldOut === null) {
+    return { verdict: 'no-validation', summary: 'No held-out estimate, so over- or underfitting cannot be told apart.', evidence, advice: ['Give every class at least two examples so the penalty can be cross-validated.'] };
+  }
+  const gap = d.trainAccuracy - d.heldOut;
+  evidence.push(`${held} accuracy ${pct(d.heldOut)}${d.heldOutStd != null ? ` +- ${pct(d.heldOutStd)} over folds` : ''}, a gap of ${(100 * gap).toFixed(1)} points`);
+  const at = d.path.findIndex((p) => p.C === d.C);
+  if (d.path.length > 1) evidence.push(`L2 penalty chosen by cross-validation: C = ${d.C.toPrecision(2)} (${at + 1} of ${d.path.length} on the grid, strongest penalty first)`);
+  const weakEnd = d.path.length > 1 && at === d.path.length - 1;
+  const lowFit = d.trainAccuracy < chance + 0.6 * (1 - chance);
+  const advice: string[] = [];
+  let verdict: Verdict;
+  let summary: string;
+  if (lowFit || (weakEnd && gap < 0.05)) {
+    verdict = 'underfitting';
+    summary = lowFit ? `Underfitting: even on the training data the linear probe reaches only ${pct(d.trainAccuracy)}.`
+      : `Underfitting: the weakest penalty on the grid won, and training and ${held} accuracy are close (${pct(d.trainAccuracy)} vs ${pct(d.heldOut)}): a linear head on these features has no capacity to spare.`;
+    advice.push('Try another cut or backbone (graft rank compares them), an MLP head, or fine-tune the top layer groups.');
+  } else if (gap > 0.15) {
+    verdict = 'overfitting';
+    summary = `Overfitting: the probe fits the training data (${pct(d.trainAccuracy)}) much better than held-out data (${pct(d.heldOut)}), even with the penalty cross-validation chose.`;
+    advice.push('More labelled examples per class help most; an earlier cut (more general features) or another backbone may generalise better.');
+    if (d.nTrain < 50 * d.classes) advice.push(`With ${d.nTrain} examples for ${d.classes} classes, expect a wide spread between splits.`);
+  } else {
+    verdict = 'good-fit';
+    summary = `A good fit: the penalty chosen by cross-validation balances training and ${held} accuracy (${pct(d.trainAccuracy)} vs ${pct(d.heldOut)}).`;
+    if (d.heldOut < 0.95 && d.canFineTune !== false) advice.push('To go further, fine-tune the top layer groups of the backbone (--mode finetune starts from this probe).');
+    if (d.nTrain < 50 * d.classes) advice.push('More labelled data per class is the surest way to improve.');
+  }
+  return { verdict, summary, evidence, advice };
+}
