@@ -118,13 +118,62 @@ export async function loadImageBackbone(id: string, cacheRoot = defaultCacheDir(
   return { id: entry.id, sha256: sha, graph: conv.graph, inputName: conv.inputName, preprocess: conv.preprocess, cuts: conv.cuts, groups: conv.groups, entry };
 }
 
+export type Pooling = 'mean' | 'meanmax';
+export const POOLINGS: readonly Pooling[] = ['mean', 'meanmax'];
+
+/**
+ * A cut by name: one of the backbone's named cut points, or any tensor of its graph, as `tensor` (4-D
+ * activations pooled by the spatial mean) or `tensor:meanmax` (mean and max, concatenated). Pooling nodes
+ * are added to the backbone's graph, so the saved model computes the same features.
+ */
 export function findCut(bb: ImageBackbone, name: string): CutPoint {
   const c = bb.cuts.find((k) => k.name === name);
-  if (!c) {
-    throw new GraftError('E_BAD_OPTION', `backbone ${bb.id} has no cut "${name}". Must be one of [${bb.cuts.map((k) => k.name).join(', ')}]`,
-      `See graft backbones show ${bb.id}.`);
+  if (c) return c;
+  const m = /^(.*?)(?::(mean|meanmax))?$/.exec(name)!;
+  const tensor = m[1]!;
+  const pooling = (m[2] ?? 'mean') as Pooling;
+  const b = new GraphBuilder(bb.graph, { [bb.inputName]: [1, 3, ...bb.preprocess.size] });
+  if (!tensor || !b.has(tensor) || b.sym(tensor).dtype !== 'float32') {
+    const blocks = blockTensors(bb);
+    throw new GraftError('E_BAD_OPTION', `backbone ${bb.id} has no cut or float tensor named "${tensor}". Cut points: [${bb.cuts.map((k) => k.name).join(', ')}]${blocks.length ? `; block outputs: [${blocks.join(', ')}]` : ''}`,
+      `See graft backbones show ${bb.id}; any tensor of the graph works, pooled as NAME (mean) or NAME:meanmax.`);
   }
-  return c;
+  return pooledCut(bb, b, tensor, pooling);
+}
+
+function pooledCut(bb: ImageBackbone, b: GraphBuilder, tensor: string, pooling: Pooling): CutPoint {
+  const name = pooling === 'mean' ? tensor : `${tensor}:meanmax`;
+  const sym = b.sym(tensor);
+  if (sym.shape.length !== 4) {
+    if (pooling !== 'mean') throw new GraftError('E_BAD_OPTION', `tensor "${tensor}" of ${bb.id} is not a 4-D activation, so it has no :meanmax pooling`, `Use --cut ${tensor}.`);
+    const cut: CutPoint = { name, tensor, shape: sym.shape.slice(1).map(Number) };
+    bb.cuts.push(cut);
+    return cut;
+  }
+  const mean = b.has(`${tensor}/mean`) ? b.sym(`${tensor}/mean`) : b.op1('Flatten', [b.op1('GlobalAveragePool', [sym])], { axis: 1 }, { outputs: [`${tensor}/mean`] });
+  const out = pooling === 'mean' ? mean
+    : b.op1('Concat', [mean, b.op1('Flatten', [b.op1('GlobalMaxPool', [sym])], { axis: 1 })], { axis: 1 }, { outputs: [`${tensor}/meanmax`] });
+  const cut: CutPoint = { name, tensor: out.name, shape: [Number(out.shape[1])], description: pooling === 'mean' ? `${tensor}, spatial mean` : `${tensor}, spatial mean and max` };
+  bb.cuts.push(cut);
+  return cut;
+}
+
+/**
+ * Every block output of a registry backbone (its `blocks` pattern), in graph order; a block's
+ * pre-residual projection is left out where the block has a residual sum.
+ */
+export function blockTensors(bb: ImageBackbone): string[] {
+  if (!bb.entry?.blocks) return [];
+  const re = new RegExp(bb.entry.blocks);
+  const outs = bb.graph.nodes.flatMap((n) => n.outputs).filter((t) => re.test(t));
+  const set = new Set(outs);
+  return outs.filter((t) => !(t.endsWith('_project_BN') && set.has(t.replace(/_project_BN$/, '_add'))));
+}
+
+/** The cut search's candidates: every block output, pooled by mean and by mean+max. */
+export function blockCuts(bb: ImageBackbone, poolings: readonly Pooling[] = POOLINGS): CutPoint[] {
+  const b = new GraphBuilder(bb.graph, { [bb.inputName]: [1, 3, ...bb.preprocess.size] });
+  return blockTensors(bb).flatMap((t) => poolings.map((p) => bb.cuts.find((k) => k.name === (p === 'mean' ? t : `${t}:${p}`)) ?? pooledCut(bb, b, t, p)));
 }
 
 /** The part of the backbone that computes the given cut tensors (one forward pass for all of them). */

@@ -26,6 +26,11 @@ export interface BackboneEntry {
   /** Cut points from early to late; the last is the default unless defaultCut says otherwise. */
   cuts: { name: string; dim: number; note?: string }[];
   defaultCut: string;
+  /**
+   * Image backbones: a regular expression over the graph's tensor names that picks every block output
+   * (the candidates of the cut search, each pooled by mean and by mean+max).
+   */
+  blocks?: string;
 }
 
 const NSFWJS = { name: 'nsfwjs', version: '4.4.0' };
@@ -52,6 +57,7 @@ export const REGISTRY: readonly BackboneEntry[] = [
       { name: 'dense_1', dim: 256, note: "nsfwjs's own head: specific to its 5 classes" },
     ],
     defaultCut: 'features',
+    blocks: '^(expanded_conv_project_BN|block_\\d+_(add|project_BN|expand_relu)|out_relu)$',
   },
   {
     id: 'inception_v3',
@@ -76,6 +82,7 @@ export const REGISTRY: readonly BackboneEntry[] = [
       { name: 'features', dim: 2048, note: 'pooled mixed10' }, { name: 'dense_1', dim: 256, note: "nsfwjs's own head" },
     ],
     defaultCut: 'features',
+    blocks: '^mixed\\d+$',
   },
   {
     id: 'speech-embedding',

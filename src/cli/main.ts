@@ -11,9 +11,10 @@ import { existsSync, statSync } from 'node:fs';
 import { evalImages, predictImages, trainImages } from '../probe/images.ts';
 import { REGISTRY, findBackbone } from '../backbones/registry.ts';
 import { embedCommand } from '../probe/embed.ts';
+import { checkHead } from '../probe/fit.ts';
 import { reportCommand, writeLrFindReport } from '../report/report.ts';
 import { type FineTuneImagesOptions, fineTuneImages, lrFindImages } from '../finetune/images.ts';
-import { loadImageBackbone } from '../backbones/image.ts';
+import { blockCuts, loadImageBackbone } from '../backbones/image.ts';
 import { backboneGroups } from '../backbones/trainable.ts';
 
 import { readdirSync } from 'node:fs';
@@ -55,15 +56,15 @@ function isAudioFolder(root: string, depth = 0): boolean {
 const USAGE = `graft: transfer learning for TypeScript
 
 usage:
-  graft train <texts.csv|.jsonl> [--backbone glove-100d] [--cut mean|sif] [--head linear|mlp|knn]   (columns text,label)
-  graft train <texts.csv|.jsonl> --backbone <model folder|model.onnx|owner/name[@rev]> [--cut cls|mean] [--head linear|mlp|knn]
+  graft train <texts.csv|.jsonl> [--backbone glove-100d] [--cut mean|sif] [--head linear|svm|ridge|mlp|knn] [--class-weight balanced]   (columns text,label)
+  graft train <texts.csv|.jsonl> --backbone <model folder|model.onnx|owner/name[@rev]> [--cut cls|mean] [--head linear|svm|ridge|mlp|knn] [--class-weight balanced]
               a BERT-family ONNX encoder with its tokenizer.json (hub layout; GRAFT_HUB_ENDPOINT, GRAFT_OFFLINE=1)
   graft train <texts.csv|.jsonl|.conll> --backbone <encoder> --task classify|pair|ner [--mode finetune|gradual|probe|setfit]
               [--unfreeze N] [--lr X] [--lr-mult M (layer-wise decay)] [--warmup F] [--cut cls|mean] [--max-length N]
               [--pair-column text_pair] [--val-data dev.conll] [--epochs N] [--freeze-epochs E] [--batch-size N]
               fine-tune the encoder: pair rows have text,text_pair,label; NER reads CoNLL (token tag) or JSONL tokens/tags
-  graft train <clips/>  [--head linear|mlp|knn]   audio folders: root/<label>/*.wav (speech-embedding backbone)
-  graft train <images/> [--backbone mobilenet_v2|inception_v3] [--cut NAME] [--head linear|mlp|knn] [--val 0.2] [--out DIR]
+  graft train <clips/>  [--head linear|svm|ridge|mlp|knn] [--class-weight balanced]   audio folders: root/<label>/*.wav (speech-embedding backbone)
+  graft train <images/> [--backbone mobilenet_v2|inception_v3] [--cut NAME] [--head linear|svm|ridge|mlp|knn] [--class-weight balanced] [--val 0.2] [--out DIR]
               image folders: root/<label>/*.jpg|png|webp|gif (or train/ val/ test/ subfolders)
   graft train <train.csv> --backbone none --head linear|mlp [--val 0.2] [--epochs N] [--lr X]
               [--batch-size N] [--seed S] [--hidden 256,128] [--dropout P] [--weight-decay W]
@@ -95,7 +96,7 @@ function fineTuneOptions(v: Record<string, string | boolean | undefined>): Parti
     lrMult: num(str('lr-mult'), 'lr-mult'), l2sp: num(str('l2sp'), 'l2sp'), mixup: num(str('mixup'), 'mixup'), size: num(str('size'), 'size', true),
     freezeEpochs: num(str('freeze-epochs'), 'freeze-epochs', true), batchSize: num(str('batch-size'), 'batch-size', true),
     labelSmoothing: num(str('label-smoothing'), 'label-smoothing'), dropout: num(str('dropout'), 'dropout'), weightDecay: num(str('weight-decay'), 'weight-decay'),
-    patience: num(str('patience'), 'patience', true), checkpoint: str('checkpoint'), resume: v['resume'] === true ? true : undefined, augment: v['augment'] === true ? true : undefined,
+    patience: num(str('patience'), 'patience', true), checkpoint: str('checkpoint'), resume: v['resume'] === true ? true : undefined, augment: v['augment'] === true ? true : v['no-augment'] === true ? false : undefined,
   };
   return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<FineTuneImagesOptions>;
 }
@@ -131,8 +132,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           optimizer: { type: 'string' }, schedule: { type: 'string' }, 'label-smoothing': { type: 'string' }, patience: { type: 'string' },
           threads: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' }, cut: { type: 'string' }, 'no-cache': { type: 'boolean' }, data: { type: 'string' },
           mode: { type: 'string' }, unfreeze: { type: 'string' }, 'lr-mult': { type: 'string' }, l2sp: { type: 'string' }, mixup: { type: 'string' },
-          augment: { type: 'boolean' }, size: { type: 'string' }, 'freeze-epochs': { type: 'string' }, bn: { type: 'string' },
-          task: { type: 'string' }, 'pair-column': { type: 'string' }, warmup: { type: 'string' }, 'val-data': { type: 'string' }, 'max-length': { type: 'string' },
+          augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' }, size: { type: 'string' }, 'freeze-epochs': { type: 'string' }, bn: { type: 'string' },
+          'class-weight': { type: 'string' }, task: { type: 'string' }, 'pair-column': { type: 'string' }, warmup: { type: 'string' }, 'val-data': { type: 'string' }, 'max-length': { type: 'string' },
         },
       });
     } catch (e) {
@@ -189,17 +190,25 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           }
           return 0;
         }
+        const cw = v['class-weight'];
+        if (cw !== undefined && cw !== 'balanced' && cw !== 'none') throw new GraftError('E_BAD_OPTION', `unknown --class-weight "${cw}"`, 'Use --class-weight balanced (each class weighs n / (k n_c)) or none.');
+        const classWeight = cw === 'balanced' ? { classWeight: 'balanced' as const } : {};
+        const cvLine = (r: { cvAccuracy: number | null; cvStd: number | null; protocol: { reason: string } }) => {
+          print(`protocol: ${r.protocol.reason}`);
+          if (r.cvAccuracy !== null) print(`cross-validated accuracy ${r.cvAccuracy.toFixed(4)} +- ${r.cvStd!.toFixed(4)} (the estimate for new data${r.protocol.reason.startsWith('the smallest') ? '' : ' from the training part'})`);
+        };
         if (isDir(pos[0]!)) {
-          const head = (v.head ?? 'linear') as 'linear' | 'mlp' | 'knn';
+          const head = checkHead(v.head ?? 'linear');
           const defined = <T extends Record<string, unknown>>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined));
           const common = defined({ val: num(v.val, 'val'), epochs: num(v.epochs, 'epochs', true), lr: num(v.lr, 'lr'), seed: num(v.seed, 'seed', true), threads: num(v.threads, 'threads', true) });
-          const r = isAudioFolder(pos[0]!) ? { ...(await trainAudio({ data: pos[0]!, out: v.out ?? 'graft-model', head, log, ...common })), cut: 'meanmax' } : await trainImages({
-            data: pos[0]!, out: v.out ?? 'graft-model', head, log, cache: !v['no-cache'],
+          const r = isAudioFolder(pos[0]!) ? { ...(await trainAudio({ data: pos[0]!, out: v.out ?? 'graft-model', head, log, ...classWeight, ...common })), cut: 'meanmax' } : await trainImages({
+            data: pos[0]!, out: v.out ?? 'graft-model', head, log, cache: !v['no-cache'], ...classWeight,
             ...defined({ backbone: v.backbone, cut: v.cut, val: num(v.val, 'val'), epochs: num(v.epochs, 'epochs', true), lr: num(v.lr, 'lr'), seed: num(v.seed, 'seed', true), threads: num(v.threads, 'threads', true) }),
           });
           if (json) print(JSON.stringify(r));
           else {
             print(`saved ${r.out}: ${r.backbone} cut ${r.cut} + ${r.head} head, ${r.labels.length} classes, ${r.seconds.toFixed(1)} s`);
+            cvLine(r);
             print(`train accuracy ${r.trainAccuracy.toFixed(4)}${r.valAccuracy !== null ? `, validation accuracy ${r.valAccuracy.toFixed(4)}, macro-F1 ${r.valMacroF1!.toFixed(4)}` : ''}`);
             print(`diagnosis: ${r.diagnosis.summary}`);
             for (const a of r.diagnosis.advice) print(`  - ${a}`);
@@ -213,12 +222,13 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
             throw new GraftError('E_BAD_OPTION', `unknown text pooling "${cut}"`, 'Use --cut mean or sif for word vectors, cls or mean for a text encoder (or leave it out to choose by cross-validation).');
           }
           const r = await trainText({
-            data: pos[0]!, out: v.out ?? 'graft-model', head: (v.head ?? 'linear') as 'linear' | 'mlp' | 'knn', log, cache: !v['no-cache'],
+            data: pos[0]!, out: v.out ?? 'graft-model', head: checkHead(v.head ?? 'linear'), log, cache: !v['no-cache'], ...classWeight,
             ...defined({ backbone: v.backbone, cut, val: num(v.val, 'val'), epochs: num(v.epochs, 'epochs', true), lr: num(v.lr, 'lr'), seed: num(v.seed, 'seed', true), threads: num(v.threads, 'threads', true) }),
           });
           if (json) print(JSON.stringify(r));
           else {
             print(`saved ${r.out}: ${r.backbone} ${r.cut} pooling + ${r.head} head, ${r.labels.length} classes, ${r.seconds.toFixed(1)} s`);
+            cvLine(r);
             print(`train accuracy ${r.trainAccuracy.toFixed(4)}${r.valAccuracy !== null ? `, validation accuracy ${r.valAccuracy.toFixed(4)}` : ''}`);
             if (r.truncated) print(`${r.truncated} text(s) truncated to the encoder's token limit`);
             print(`diagnosis: ${r.diagnosis.summary}`);
@@ -310,10 +320,13 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           if (!pos[1]) throw usage('graft backbones show takes a backbone id');
           const e = findBackbone(pos[1]);
           // Layer groups come from the converted graph (converted once, then cached).
-          const groups: { name: string; params: number; entry: string | null; entryShape: number[] | null }[] = e.modality === 'image'
-            ? backboneGroups(await loadImageBackbone(e.id)).map((g) => ({ name: g.name, params: g.paramCount, entry: g.entry, entryShape: g.entryShape }))
+          const bb = e.modality === 'image' ? await loadImageBackbone(e.id) : null;
+          const groups: { name: string; params: number; entry: string | null; entryShape: number[] | null }[] = bb
+            ? backboneGroups(bb).map((g) => ({ name: g.name, params: g.paramCount, entry: g.entry, entryShape: g.entryShape }))
             : e.modality === 'text' ? encoderGroups(await loadTextEncoder(e.id)).map((g) => ({ name: g.name, params: g.paramCount, entry: null, entryShape: null })) : [];
-          if (json) print(JSON.stringify({ ...e, groups }));
+          // The cut search's candidates: every block output, pooled by mean and mean+max.
+          const candidates = bb ? blockCuts(bb).map((c) => ({ name: c.name, dim: c.shape[0]! })) : [];
+          if (json) print(JSON.stringify({ ...e, groups, candidates }));
           else {
             print(`${e.id} (${e.modality}): ${e.description}`);
             print(`  package ${e.package.name}@${e.package.version}, licence ${e.license}`);
@@ -321,6 +334,11 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
             if (e.preprocess) print(`  preprocessing: resize ${e.preprocess.resize} to ${e.preprocess.size.join('x')}, pixel*${e.preprocess.scale.toPrecision(4)}, mean [${e.preprocess.mean}], std [${e.preprocess.std}]`);
             print('  cut points (early to late):');
             for (const c of e.cuts) print(`    ${c.name.padEnd(22)} ${String(c.dim).padStart(5)}-d${c.note ? `  ${c.note}` : ''}`);
+            if (candidates.length) {
+              print(`  candidate cuts searched by graft train and graft rank (${candidates.length}: every block output, pooled by mean, and by mean+max as NAME:meanmax; --cut takes any tensor name):`);
+              const names = candidates.filter((c) => !c.name.includes(':')).map((c) => `${c.name} (${c.dim})`);
+              for (let i = 0; i < names.length; i += 4) print(`    ${names.slice(i, i + 4).join(', ')}`);
+            }
             if (groups.length) {
               print('  layer groups for fine-tuning (input to output; --unfreeze N trains the top N, plus the head):');
               groups.forEach((g, i) => print(`    ${String(i).padStart(2)} ${g.name.padEnd(10)} ${String(g.params).padStart(9)} weights${g.entry ? `  input ${g.entry} [${g.entryShape?.join('x') ?? '?'}]` : ''}`));
