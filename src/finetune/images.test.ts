@@ -27,7 +27,8 @@ before(async () => {
 
 test('graft train --mode finetune: head first, then the top groups with discriminative rates from a cached prefix; one ONNX graph from pixels', async () => {
   const out = join(dir, 'ft');
-  const t = graft('train', train, '--mode', 'finetune', '--unfreeze', '2', '--epochs', '3', '--lr', '1e-3', ...small, '--out', out, '--json');
+  // A random head trained first (--freeze-epochs), no augmentation: the classic recipe, options given.
+  const t = graft('train', train, '--mode', 'finetune', '--unfreeze', '2', '--epochs', '3', '--lr', '1e-3', '--head', 'mlp', '--freeze-epochs', '3', '--no-augment', ...small, '--out', out, '--json');
   assert.equal(t.code, 0, t.stderr);
   const r = t.json();
   assert.equal(r.mode, 'finetune');
@@ -60,6 +61,26 @@ test('graft train --mode finetune: head first, then the top groups with discrimi
   assert.equal(e.code, 0, e.stderr);
   assert.equal(e.json().n, 60);
   assert.ok(e.json().accuracy > 0.3, `10 classes from 12 images each: above chance (${e.json().accuracy})`);
+});
+
+test('default fine-tuning is LP-FT: the convex probe as the head, augmentation for a small set, epochs from a step budget, lr from the finder', () => {
+  const out = join(dir, 'lpft');
+  const t = graft('train', train, '--mode', 'finetune', '--unfreeze', '1', ...small, '--out', out, '--json');
+  assert.equal(t.code, 0, t.stderr);
+  const r = t.json();
+  assert.deepEqual(r.stages.map((s: { name: string }) => s.name), ['fine-tune'], 'no random-head stage: the head starts as the probe');
+  assert.equal(r.cachedPrefix, null, 'augmentation on by default for 12 images per class');
+  assert.match(t.stderr, /augmentation on by default: the smallest class has \d+ images/);
+  assert.match(t.stderr, /head: the convex probe \(C = [\d.e+-]+, cross-validated accuracy [\d.]+%\), then fine-tuning from it \(LP-FT\)/);
+  assert.match(t.stderr, /learning rate [\d.e+-]+ from the lr finder/);
+  const card = JSON.parse(readFileSync(join(out, 'graft.json'), 'utf8'));
+  assert.equal(card.training.headInit.kind, 'convex probe (LP-FT)');
+  assert.equal(card.training.augment, true);
+  // 96 training images at batch 16: 6 steps per epoch, 240 / 6 = 40 epochs, capped at 20.
+  assert.equal(r.stages[0].epochs, 20);
+  assert.ok(card.training.lr >= 1e-5 && card.training.lr <= 3e-3, `lr ${card.training.lr}`);
+  // Fine-tuning never ends below the probe it started from (on the validation split).
+  if (r.kept === 'head') assert.match(r.note, /below the head-only stage/);
 });
 
 test('graft train --mode gradual unfreezes one more group each epoch; --augment reruns the prefix instead of caching it', () => {
@@ -106,7 +127,8 @@ test('graft lr-find sweeps the fine-tuning network and writes the plot', () => {
 });
 
 test('a fine-tune killed mid-run resumes from its checkpoint (stage and epoch) to the same model', async () => {
-  const args = (out: string) => ['train', train, '--mode', 'finetune', '--unfreeze', '2', '--epochs', '6', '--patience', '100', '--threads', '1', ...small, '--out', out, '--json'];
+  // LP-FT with two head epochs before unfreezing, and the lr finder's rate, which the resumed run must reuse.
+  const args = (out: string) => ['train', train, '--mode', 'finetune', '--unfreeze', '2', '--epochs', '6', '--freeze-epochs', '2', '--no-augment', '--patience', '100', '--threads', '1', ...small, '--out', out, '--json'];
   const ref = join(dir, 'ref');
   assert.equal(graft(...args(ref)).code, 0);
   const out = join(dir, 'killed');

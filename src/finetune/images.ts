@@ -9,7 +9,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { GraftError } from '../errors.ts';
-import { type ImageBackbone, checkImageBackboneId, loadImageBackbone } from '../backbones/image.ts';
+import { type ImageBackbone, checkImageBackboneId, findCut, loadImageBackbone } from '../backbones/image.ts';
 import { defaultBackbone } from '../backbones/registry.ts';
 import { type BackboneNetwork, backboneNetwork } from '../backbones/trainable.ts';
 import type { CutPoint, ImagePreprocess } from '../backbones/types.ts';
@@ -20,7 +20,8 @@ import { Session } from '../runtime/session.ts';
 import { Learner, type Dataset } from '../train/learner.ts';
 import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/callbacks.ts';
 import { crossEntropy } from '../train/losses.ts';
-import { type FineTuneResult, type PolicyKind, StageTracker, lowestTrainable, planStages, runStages } from '../train/policies.ts';
+import { type FineTuneResult, type PolicyKind, StageTracker, discriminativeLrs, lowestTrainable, planStages, runStages } from '../train/policies.ts';
+import { fitConvexProbe } from '../probe/convex.ts';
 import { diagnose } from '../train/diagnose.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
 import { buildInferenceGraph } from '../train/compiled.ts';
@@ -77,6 +78,10 @@ function anySize(bb: ImageBackbone, size: [number, number]): ImageBackbone {
 
 interface Prepared {
   bb: ImageBackbone;
+  /** The backbone at the training size (any input size). */
+  bbSized: ImageBackbone;
+  /** Indices into trainPaths of the rows of `train`. */
+  trainKept: Int32Array;
   pre: ImagePreprocess;
   net: BackboneNetwork;
   full: BackboneNetwork;
@@ -131,16 +136,20 @@ async function prepare(o: FineTuneImagesOptions, kind: PolicyKind, log: (s: stri
       : 'every group trains: each step runs the whole network on the pixels');
   const val = folder.val ? await load(folder.val.paths, folder.val.y) : undefined;
   let train: Dataset;
+  let trainKept: Int32Array;
   let augmentCallback: Callback | null = null;
   const trainPaths = folder.train.paths;
   if (!augmentOn) {
-    train = await load(trainPaths, folder.train.y);
+    const t = await load(trainPaths, folder.train.y);
+    train = t;
+    trainKept = t.kept;
   } else {
     // Pixels decoded once; each epoch draws its own flips and crops (seeded per epoch and image), and
     // the frozen prefix, if any, runs on them.
     const d = await decodeAll(trainPaths, pre, { onSkip: (_s, m) => log(`warning: ${m}`) });
     skipped += d.skipped.count;
     const y = Int32Array.from(d.kept, (i) => folder.train.y[i]!);
+    trainKept = d.kept;
     const per = 3 * size[0] * size[1];
     const prefix = entry ? await Session.create(prefixOf(bbSized, entry), o.threads ? { threads: o.threads } : {}) : null;
     const epochData = async (epoch: number): Promise<Dataset> => {
@@ -168,7 +177,7 @@ async function prepare(o: FineTuneImagesOptions, kind: PolicyKind, log: (s: stri
     };
   }
   if (!train.n) throw new GraftError('E_EMPTY_CLASS', `no readable training images under ${o.data}`, 'Check the folder: every image was skipped.');
-  return { bb, pre, net, full, folder, train, val: val && val.n ? val : undefined, trainPaths, cachedPrefix, augmentCallback, skipped, lowest };
+  return { bb, bbSized, trainKept, pre, net, full, folder, train, val: val && val.n ? val : undefined, trainPaths, cachedPrefix, augmentCallback, skipped, lowest };
 }
 
 function prefixOf(bb: ImageBackbone, entry: CutPoint) {
@@ -177,24 +186,76 @@ function prefixOf(bb: ImageBackbone, entry: CutPoint) {
   return g.prune();
 }
 
+/** Optimizer steps a default fine-tune aims for: epochs = STEP_BUDGET / batches per epoch, within EPOCH_RANGE. */
+export const STEP_BUDGET = 240;
+export const EPOCH_RANGE: [number, number] = [4, 20];
+/** Below this many training images in the smallest class, augmentation is on by default. */
+export const AUGMENT_BELOW = 100;
+
+/**
+ * LP-FT (Kumar et al., ICLR 2022): the head starts as the convex probe fitted on the frozen backbone's
+ * features of the training images (penalty by cross-validation), its standardisation folded into the
+ * weights, so fine-tuning starts from the probe instead of a random head that would first tear at the
+ * pretrained features.
+ */
+async function probeHead(p: Prepared, o: FineTuneImagesOptions, log: (s: string) => void) {
+  const cut = findCut(p.bbSized, String(p.full.config['cut']));
+  const e = await embedImages(p.bbSized, p.trainPaths, [cut], { ...(o.threads ? { threads: o.threads } : {}), ...(o.cacheRoot ? { cacheRoot: o.cacheRoot } : {}), cache: o.cache ?? true });
+  const d = e.dims.get(cut.name)!;
+  const feats = e.features.get(cut.name)!;
+  const row = new Map(Array.from(e.kept, (i, r) => [i, r]));
+  const keep = Array.from(p.trainKept).filter((i) => row.has(i));
+  const x = new Float32Array(keep.length * d);
+  keep.forEach((i, r) => x.set(feats.subarray(row.get(i)! * d, (row.get(i)! + 1) * d), r * d));
+  const y = Int32Array.from(keep, (i) => p.folder.train.y[i]!);
+  const k = p.folder.classes.length;
+  const fit = await fitConvexProbe(x, y, d, k, { seed: o.seed ?? 0, ...(o.threads ? { threads: o.threads } : {}), log });
+  const weight = new Float32Array(d * k);
+  const bias = Float32Array.from(fit.bias);
+  for (let j = 0; j < d; j++) {
+    for (let c = 0; c < k; c++) {
+      const w = fit.weight[j * k + c]! / fit.standardize.std[j]!;
+      weight[j * k + c] = w;
+      bias[c] = bias[c]! - fit.standardize.mean[j]! * w;
+    }
+  }
+  return { weight, bias, C: fit.C, cvAccuracy: fit.cvAccuracy, cvStd: fit.cvStd };
+}
+
 export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTuneImagesResult> {
   const t0 = performance.now();
   const log = o.log ?? (() => {});
   const kind = o.mode ?? 'finetune';
   const seed = o.seed ?? 0;
-  const p = await prepare(o, kind, log);
+  // Small sets get augmentation by default (then the frozen prefix runs each epoch on new pixels).
+  const minClass = (() => { const f = readImageFolder(o.data, { valFraction: 0 }); const c = new Array<number>(f.classes.length).fill(0); for (const v of f.train.y) c[v]!++; return Math.min(...c); })();
+  const augmentOn = o.augment ?? minClass < AUGMENT_BELOW;
+  if (o.augment === undefined && augmentOn) log(`augmentation on by default: the smallest class has ${minClass} images (< ${AUGMENT_BELOW})`);
+  const p = await prepare({ ...o, augment: augmentOn }, kind, log);
   const { net, full, folder } = p;
   const k = folder.classes.length;
-  const epochs = o.epochs ?? 5;
+  const ckpt = o.checkpoint ?? `${o.out.replace(/\/+$/, '')}.checkpoint`;
+  const resuming = !!o.resume && existsSync(ckpt);
+  const lpft = kind === 'finetune' && o.head !== 'mlp';
+  // A resumed run takes its weights from the checkpoint: the probe is fitted only on a fresh start.
+  const lp = lpft && !resuming ? await probeHead(p, o, log) : null;
+  if (lp) {
+    net.params.find((q) => q.name === 'linear.weight')!.value = lp.weight;
+    net.params.find((q) => q.name === 'linear.bias')!.value = lp.bias;
+    log(`head: the convex probe (C = ${lp.C.toPrecision(2)}, cross-validated accuracy ${lp.cvAccuracy !== null ? (100 * lp.cvAccuracy).toFixed(1) : '?'}%), then fine-tuning from it (LP-FT)`);
+  }
+  const batches = Math.ceil(p.train.n / (o.batchSize ?? 32));
+  const epochs = o.epochs ?? Math.min(EPOCH_RANGE[1], Math.max(EPOCH_RANGE[0], Math.round(STEP_BUDGET / batches)));
+  if (o.epochs === undefined) log(`${epochs} epochs (${epochs * batches} steps: about ${STEP_BUDGET} steps, ${EPOCH_RANGE[0]}-${EPOCH_RANGE[1]} epochs)`);
   const stages = planStages(net.groups, kind, {
-    epochs, lr: o.lr ?? 1e-3, ...(o.lrMult !== undefined ? { lrMult: o.lrMult } : {}), ...(o.freezeEpochs !== undefined ? { freezeEpochs: o.freezeEpochs } : {}),
+    epochs, lr: o.lr ?? 1e-3, ...(o.lrMult !== undefined ? { lrMult: o.lrMult } : {}), ...(o.freezeEpochs !== undefined ? { freezeEpochs: o.freezeEpochs } : lpft ? { freezeEpochs: 0 } : {}),
     // Groups below the cached prefix are not in `net`: count the unfreeze within it.
     ...(o.unfreeze !== undefined ? { unfreeze: Math.min(o.unfreeze, net.groups.length - 1) } : {}),
   });
   const anchors = o.l2sp ? new Map(net.params.filter((q) => q.group < net.groups.length - 1 && !q.buffer).map((q) => [q.name, Float32Array.from(q.value)])) : null;
   const early = new EarlyStopping({ monitor: p.val ? 'valLoss' : 'trainLoss', patience: o.patience ?? 3 });
-  const ckpt = o.checkpoint ?? `${o.out.replace(/\/+$/, '')}.checkpoint`;
-  const callbacks: Callback[] = [new ProgressBar(), early, new StageTracker(), new Checkpoint(ckpt), ...(p.augmentCallback ? [p.augmentCallback] : [])];
+  const tracker = new StageTracker();
+  const callbacks: Callback[] = [new ProgressBar(), early, tracker, new Checkpoint(ckpt), ...(p.augmentCallback ? [p.augmentCallback] : [])];
   const learner = new Learner({
     net, train: p.train, ...(p.val ? { val: p.val } : {}), batchSize: o.batchSize ?? 32, seed, callbacks,
     ...(o.threads ? { threads: o.threads } : {}), optimizer: { kind: 'adamw', weightDecay: o.weightDecay ?? 0.01 },
@@ -202,9 +263,22 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
     ...(anchors ? { l2sp: { alpha: o.l2sp!, anchors } } : {}), ...(o.mixup ? { mixup: o.mixup } : {}),
   });
   try {
-    if (o.resume && existsSync(ckpt)) {
+    const useLr = (lr: number) => { for (const s of stages) if (s.name !== 'head') s.lr = discriminativeLrs(net.groups.length, lr, o.lrMult ?? 0.5); };
+    if (resuming) {
       learner.loadCheckpoint(ckpt);
       log(`resuming from ${ckpt}`);
+      if (tracker.lr !== null) useLr(tracker.lr);
+    } else if (lp) {
+      // The probe is the fallback: fine-tuning that ends below it on validation keeps the probe.
+      if (p.val) tracker.probe = { weights: learner.snapshotWeights(), acc: (await learner.evaluate(p.val)).accuracy };
+      if (o.lr === undefined) {
+        learner.freezeTo(Math.min(...stages.map((s) => s.trainFrom)));
+        const f = await lrFind(learner, { iters: Math.min(100, Math.max(40, 8 * batches)) });
+        const lr = Math.min(3e-3, Math.max(1e-5, f.minOver10));
+        useLr(lr);
+        tracker.lr = lr;
+        log(`learning rate ${lr.toExponential(1)} from the lr finder (loss minimum / 10${lr !== f.minOver10 ? `, clamped from ${f.minOver10.toExponential(1)}` : ''})`);
+      }
     }
     const { stages: done, kept, note } = await runStages(learner, stages, log);
     const trainEval = await learner.evaluate(p.train);
@@ -233,8 +307,9 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
       backbone: { id: p.bb.id, sha256: p.bb.sha256, cut: String(full.config['cut']) },
       head: full.config,
       training: {
-        mode: kind, stages: done, trainedGroups, cachedPrefix: p.cachedPrefix, augment: !!o.augment, l2sp: o.l2sp ?? 0, mixup: o.mixup ?? 0,
-        labelSmoothing: o.labelSmoothing ?? 0, bn: o.bn ?? 'frozen', size: [h, wd], batchSize: o.batchSize ?? 32, epochs, lr: o.lr ?? 1e-3,
+        mode: kind, stages: done, trainedGroups, cachedPrefix: p.cachedPrefix, augment: augmentOn, l2sp: o.l2sp ?? 0, mixup: o.mixup ?? 0,
+        labelSmoothing: o.labelSmoothing ?? 0, bn: o.bn ?? 'frozen', size: [h, wd], batchSize: o.batchSize ?? 32, epochs, lr: stages.at(-1)!.lr.at(-1)!,
+        headInit: lpft ? { kind: 'convex probe (LP-FT)', C: lp?.C ?? null, cvAccuracy: lp?.cvAccuracy ?? null } : 'random',
         lrMult: o.lrMult ?? 0.5, seed, optimizer: learner.opt.options, bestEpoch: early.bestEpoch, kept, ...(note ? { note } : {}),
       },
       metrics: { trainAccuracy: trainEval.accuracy, valAccuracy, valMacroF1, nTrain: p.train.n, nVal: p.val?.n ?? 0, skipped: p.skipped },

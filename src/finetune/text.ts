@@ -18,7 +18,7 @@ import * as ort from 'onnxruntime-node';
 import { GraftError } from '../errors.ts';
 import {
   TOKENIZER_FILES, type TextEncoder, type TextPooling, type TokenInputs, type TokenPreprocess, type Tokenized, TextTokenizer, folderTokenizer, isTextEncoder,
-  loadTextEncoder, runTokens, tokenBatches, warnTruncated,
+  embedTexts, loadTextEncoder, runTokens, tokenBatches, warnTruncated,
 } from '../backbones/textenc.ts';
 import { readTextTable } from '../data/text.ts';
 import { checkClasses, encodeLabels } from '../data/csv.ts';
@@ -29,7 +29,9 @@ import { type NerReport, type TextEntity, alignTags, encodeTags, entitiesInText,
 import { Learner, type Dataset, shuffled } from '../train/learner.ts';
 import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/callbacks.ts';
 import { crossEntropy, tokenCrossEntropy, tokenTargets } from '../train/losses.ts';
-import { type FineTuneResult, type PolicyKind, type StagesResult, StageTracker, planStages, runStages } from '../train/policies.ts';
+import { type FineTuneResult, type PolicyKind, type StagesResult, StageTracker, discriminativeLrs, planStages, runStages } from '../train/policies.ts';
+import { lrFind } from '../train/lrfind.ts';
+import { fitConvexProbe } from '../probe/convex.ts';
 import { setFit } from '../text/setfit.ts';
 import { diagnose } from '../train/diagnose.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
@@ -97,6 +99,8 @@ export interface FineTuneTextResult extends FineTuneResult {
 
 interface Examples {
   tok: Tokenized;
+  /** classify: the texts themselves (for the probe the fine-tune starts from). */
+  texts?: string[];
   /** classify/pair: class per example; ner: label id per token (IGNORE_INDEX where ignored). */
   y: Int32Array | Int32Array[];
   /** ner: word ids per token and the gold word tags. */
@@ -178,6 +182,7 @@ async function prepare(o: FineTuneTextOptions, task: TextTask, log: (s: string) 
   const sub = (idx: Int32Array): Examples => ({
     tok: { ids: pick(tokd.ids, idx), typeIds: pick(tokd.typeIds, idx), truncated: 0, cut: new Uint8Array(idx.length) },
     y: Int32Array.from(idx, (i) => y[i]!),
+    ...(task === 'classify' ? { texts: pick(table.texts, idx) } : {}),
   });
   return { enc, labels: classes, train: sub(split.train), val: split.val.length ? sub(split.val) : null, truncated: tokd.truncated };
 }
@@ -220,6 +225,38 @@ function wordTagsOf(p: Float32Array, wordIds: (number | null)[], nWords: number,
   return wordTagsFromTokens(wordIds, tags, nWords);
 }
 
+/** Steps a default LP-FT text fine-tune aims for, within TEXT_EPOCHS epochs, and the lr finder's clamp. */
+export const TEXT_STEP_BUDGET = 200;
+export const TEXT_EPOCHS: [number, number] = [2, 10];
+export const TEXT_LR_RANGE: [number, number] = [1e-5, 3e-4];
+
+/**
+ * The convex probe on the frozen encoder's pooled embeddings of the training texts, for each pooling
+ * (or the one asked for); the best by cross-validated accuracy, standardisation folded into the weights.
+ */
+async function probeHead(p: Prepared, k: number, o: FineTuneTextOptions, log: (s: string) => void) {
+  const ways: TextPooling[] = o.pooling ? [o.pooling] : ['cls', 'mean'];
+  const emb = await embedTexts(p.enc, p.train.texts!, ways, { ...(o.threads ? { threads: o.threads } : {}) });
+  const d = emb.dim;
+  let best: { pooling: TextPooling; fit: Awaited<ReturnType<typeof fitConvexProbe>> } | null = null;
+  for (const w of ways) {
+    const fit = await fitConvexProbe(emb.features.get(w)!, p.train.y as Int32Array, d, k, { seed: o.seed ?? 0, ...(o.threads ? { threads: o.threads } : {}) });
+    if (!best || (fit.cvAccuracy ?? 0) > (best.fit.cvAccuracy ?? 0)) best = { pooling: w, fit };
+  }
+  const { fit, pooling } = best!;
+  const weight = new Float32Array(d * k);
+  const bias = Float32Array.from(fit.bias);
+  for (let j = 0; j < d; j++) {
+    for (let c = 0; c < k; c++) {
+      const w = fit.weight[j * k + c]! / fit.standardize.std[j]!;
+      weight[j * k + c] = w;
+      bias[c] = bias[c]! - fit.standardize.mean[j]! * w;
+    }
+  }
+  log(`head: the convex probe on ${pooling}-pooled embeddings (C = ${fit.C.toPrecision(2)}, cross-validated accuracy ${fit.cvAccuracy !== null ? (100 * fit.cvAccuracy).toFixed(1) : '?'}%), then fine-tuning from it (LP-FT)`);
+  return { weight, bias, pooling, C: fit.C, cvAccuracy: fit.cvAccuracy };
+}
+
 export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneTextResult> {
   const t0 = performance.now();
   const log = o.log ?? (() => {});
@@ -232,37 +269,59 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
   const seqLen = sequenceLength(p, o.seqLen, log);
   const setfit = kind === 'setfit';
   if (setfit && task !== 'classify') throw new GraftError('E_BAD_OPTION', `--mode setfit classifies single texts; --task ${task} needs --mode finetune, gradual or probe`, 'Use --task classify with --mode setfit.');
+  // LP-FT for classification: the head starts as the convex probe on the frozen encoder's pooled
+  // embeddings (pooling chosen by its cross-validated accuracy when not given), standardisation folded in.
+  const lpft = kind === 'finetune' && task === 'classify';
+  const lp = lpft ? await probeHead(p, k, o, log) : null;
   // SetFit trains mean-pooled embeddings without dropout; its head sits on exactly those.
   const net = encoderNetwork(p.enc, {
     classes: k, seqLen, task: task === 'ner' ? 'token' : 'sequence', seed, ...(setfit ? { pooling: 'mean' as const, dropout: 0 } : {}),
-    ...(o.pooling && !setfit ? { pooling: o.pooling } : {}), ...(o.dropout !== undefined && !setfit ? { dropout: o.dropout } : {}),
+    ...(lp ? { pooling: lp.pooling } : o.pooling && !setfit ? { pooling: o.pooling } : {}), ...(o.dropout !== undefined && !setfit ? { dropout: o.dropout } : {}),
   });
+  if (lp) {
+    net.params.find((q) => q.name === 'head.weight')!.value = lp.weight;
+    net.params.find((q) => q.name === 'head.bias')!.value = lp.bias;
+  }
   const padId = p.enc.tokenizer.padId;
   const train = dataset(p.train, net, padId, task, k);
   const val = p.val ? dataset(p.val, net, padId, task, k) : undefined;
   log(`${task}: ${train.n} training and ${val?.n ?? 0} validation examples, ${seqLen} tokens each; groups ${net.groups.join(', ')}`);
-  const epochs = o.epochs ?? 3;
   const batch = o.batchSize ?? 16;
+  // LP-FT's budget is in optimizer steps (about TEXT_STEP_BUDGET), not a fixed number of epochs.
+  const epochs = o.epochs ?? (lpft ? Math.min(TEXT_EPOCHS[1], Math.max(TEXT_EPOCHS[0], Math.round(TEXT_STEP_BUDGET / Math.ceil(train.n / batch)))) : 3);
   const steps = Math.ceil(train.n / batch) * epochs;
   const warm = o.warmup ?? 0.1;
   if (!(warm >= 0 && warm < 1)) throw new GraftError('E_BAD_OPTION', `--warmup is a fraction of the steps in [0, 1), got ${warm}`, 'Use e.g. 0.1.');
   const stages = setfit ? [] : planStages(net.groups, kind as PolicyKind, {
-    epochs, lr: o.lr ?? 1e-4, lrMult: o.lrMult ?? 0.9, freezeEpochs: o.freezeEpochs ?? 2, ...(o.headLr !== undefined ? { headLr: o.headLr } : {}),
+    epochs, lr: o.lr ?? 1e-4, lrMult: o.lrMult ?? 0.9, freezeEpochs: o.freezeEpochs ?? (lpft ? 0 : 2), ...(o.headLr !== undefined ? { headLr: o.headLr } : {}),
     ...(o.unfreeze !== undefined ? { unfreeze: o.unfreeze } : {}),
     schedule: { kind: 'linear-warmup', warmup: Math.max(1, Math.round(steps * warm)), decay: 'linear' },
   });
   const early = new EarlyStopping({ monitor: val ? 'valLoss' : 'trainLoss', patience: o.patience ?? 3 });
   const ckpt = o.checkpoint ?? `${o.out.replace(/\/+$/, '')}.checkpoint`;
-  const callbacks: Callback[] = [new ProgressBar(), early, new StageTracker(), new Checkpoint(ckpt)];
+  const tracker = new StageTracker();
+  const callbacks: Callback[] = [new ProgressBar(), early, tracker, new Checkpoint(ckpt)];
   const learner = new Learner({
     net, train, ...(val ? { val } : {}), batchSize: batch, seed, callbacks, ...(o.threads ? { threads: o.threads } : {}),
     optimizer: { kind: 'adamw', weightDecay: o.weightDecay ?? 0.01 },
     loss: task === 'ner' ? tokenCrossEntropy(k) : crossEntropy({ labelSmoothing: o.labelSmoothing ?? 0 }),
   });
   try {
+    const useLr = (lr: number) => { for (const s of stages) if (s.name !== 'head') s.lr = discriminativeLrs(net.groups.length, lr, o.lrMult ?? 0.9); };
     if (o.resume && existsSync(ckpt)) {
       learner.loadCheckpoint(ckpt);
       log(`resuming from ${ckpt}`);
+      if (tracker.lr !== null) useLr(tracker.lr);
+    } else if (lp) {
+      if (val) tracker.probe = { weights: learner.snapshotWeights(), acc: (await learner.evaluate(val)).accuracy };
+      if (o.lr === undefined) {
+        learner.freezeTo(Math.min(...stages.map((s) => s.trainFrom)));
+        const f = await lrFind(learner, { iters: Math.min(100, Math.max(40, 4 * Math.ceil(train.n / batch))) });
+        const lr = Math.min(TEXT_LR_RANGE[1], Math.max(TEXT_LR_RANGE[0], f.minOver10));
+        useLr(lr);
+        tracker.lr = lr;
+        log(`learning rate ${lr.toExponential(1)} from the lr finder (loss minimum / 10${lr !== f.minOver10 ? `, clamped from ${f.minOver10.toExponential(1)}` : ''})`);
+      }
     }
     // NER's Learner accuracy is not meaningful (token targets): no accuracy-based fallback there.
     const { stages: done, kept, note } = setfit ? await runSetFit(learner, p, k, seqLen, o, log) : await runStages(learner, stages, log, { fallback: task !== 'ner' });
@@ -311,7 +370,8 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
       backbone: { id: o.backbone, sha256: p.enc.sha256, cut: String(pre.pooling) },
       head: net.config,
       training: {
-        mode: kind, task, stages: done, trainedGroups, seqLen, val: o.valData ? 0 : o.val ?? 0.2, batchSize: batch, epochs, lr: o.lr ?? 1e-4, lrMult: o.lrMult ?? 0.9, warmup: warm, seed,
+        mode: kind, task, stages: done, trainedGroups, seqLen, val: o.valData ? 0 : o.val ?? 0.2, batchSize: batch, epochs, lr: stages.at(-1)?.lr.at(-1) ?? o.lr ?? 1e-4,
+        headInit: lp ? { kind: 'convex probe (LP-FT)', pooling: lp.pooling, C: lp.C, cvAccuracy: lp.cvAccuracy } : 'random', lrMult: o.lrMult ?? 0.9, warmup: warm, seed,
         optimizer: learner.opt.options, bestEpoch: early.bestEpoch, kept, ...(note ? { note } : {}),
       },
       metrics: {

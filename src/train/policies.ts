@@ -90,9 +90,12 @@ export class StageTracker implements Callback {
   stage = 0;
   /** The head-only stage's weights and validation accuracy (the fallback), kept across a resume. */
   probe: { weights: Map<string, Float32Array>; acc: number } | null = null;
-  state(): Record<string, unknown> { return { stage: this.stage, probeAcc: this.probe?.acc ?? null }; }
+  /** A learning rate chosen before the first stage (the lr finder's), so a resumed run uses it again. */
+  lr: number | null = null;
+  state(): Record<string, unknown> { return { stage: this.stage, probeAcc: this.probe?.acc ?? null, lr: this.lr }; }
   loadState(s: Record<string, unknown>): void {
     this.stage = Number(s['stage'] ?? 0);
+    this.lr = typeof s['lr'] === 'number' ? s['lr'] : null;
     this.pendingAcc = typeof s['probeAcc'] === 'number' ? s['probeAcc'] : null;
   }
   arrays(): Record<string, { shape: number[]; data: Float32Array }> {
