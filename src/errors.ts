@@ -41,6 +41,7 @@ export type ErrorCode =
   | 'E_CONLL_EMPTY'
   | 'E_NER_TAG'
   | 'E_BAD_OPTION'
+  | 'E_FEATURES_NOT_FINITE'
   // training
   | 'E_DIVERGED'
   | 'E_FIT_RUNNING'
