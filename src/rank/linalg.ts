@@ -134,11 +134,17 @@ function tridiagonalQL(diag: Float64Array, off: Float64Array, n: number, z: Floa
   const d = diag;
   const e = off;
   e[n - 1] = 0;
+  // An off-diagonal entry is negligible below eps ||T||, not eps (|d_m| + |d_m+1|): where a block of
+  // eigenvalues ~1e-28 ||T|| sits among larger ones (a rank-one Gram matrix), the roundoff of each sweep
+  // is larger than that local bound, and the iteration would never stop.
+  let norm = 0;
+  for (let i = 0; i < n; i++) norm = Math.max(norm, Math.abs(d[i]!) + Math.abs(e[i]!) + (i > 0 ? Math.abs(e[i - 1]!) : 0));
+  const tiny = EPS * norm;
   for (let l = 0; l < n; l++) {
     let iter = 0;
     for (;;) {
       let m = l;
-      for (; m < n - 1; m++) if (Math.abs(e[m]!) <= EPS * (Math.abs(d[m]!) + Math.abs(d[m + 1]!))) break;
+      for (; m < n - 1; m++) if (Math.abs(e[m]!) <= tiny) break;
       if (m === l) break;
       if (++iter > 60) {
         throw new GraftError('E_RUNTIME', `symmetric eigendecomposition: eigenvalue ${l} of ${n} did not converge in 60 QL iterations`,

@@ -6,8 +6,10 @@
  * above ORT_ABOVE multiply-adds to ORT and keeps small ones in float64 JavaScript, where the
  * reference tests check them to 1e-6.
  */
+import * as ort from 'onnxruntime-node';
+import { GraftError } from '../errors.ts';
 import { GraphBuilder } from '../graph/builder.ts';
-import { Session, defaultThreads } from '../runtime/session.ts';
+import { defaultThreads } from '../runtime/session.ts';
 
 export type Products = 'auto' | 'ort' | 'js';
 
@@ -21,9 +23,15 @@ export interface Mat {
   cols: number;
 }
 
-const sessions = new Map<string, Promise<Session>>();
+const sessions = new Map<string, Promise<ort.InferenceSession>>();
 
-function session(dtype: 'float32' | 'float64', transA: boolean, transB: boolean, threads: number): Promise<Session> {
+/**
+ * A Gemm session. Made with ORT directly rather than runtime/session.ts, to turn off the intra-op
+ * threads' spin-waiting: after each run they otherwise spin for ~40 ms on the 2 cores that the
+ * JavaScript eigensolver between two products needs (measured: 35-50 ms of CPU in the 300 ms after a
+ * 1000 x 1000 x 256 product, none without spinning).
+ */
+function session(dtype: 'float32' | 'float64', transA: boolean, transB: boolean, threads: number): Promise<ort.InferenceSession> {
   const key = `${dtype}:${+transA}:${+transB}:${threads}`;
   let s = sessions.get(key);
   if (!s) {
@@ -31,7 +39,13 @@ function session(dtype: 'float32' | 'float64', transA: boolean, transB: boolean,
     const a = b.input('a', dtype, ['A0', 'A1']);
     const c = b.input('b', dtype, ['B0', 'B1']);
     b.output(b.op1('Gemm', [a, c], { transA: +transA, transB: +transB }), 'c');
-    s = Session.create(b.graph, { threads });
+    s = ort.InferenceSession.create(b.graph.toBytes(), {
+      intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    }).catch((e: Error) => {
+      sessions.delete(key);
+      throw new GraftError('E_RUNTIME', `ONNX Runtime could not load the Gemm graph of the rank scores: ${e.message}`, 'This is a bug in graft.');
+    });
     sessions.set(key, s);
   }
   return s;
@@ -41,7 +55,7 @@ function session(dtype: 'float32' | 'float64', transA: boolean, transB: boolean,
 export async function disposeProducts(): Promise<void> {
   const all = [...sessions.values()];
   sessions.clear();
-  for (const s of all) await (await s).dispose();
+  for (const s of all) await (await s).release();
 }
 
 function f64(a: Float32Array | Float64Array): Float64Array {
@@ -93,9 +107,11 @@ export async function gemm(a: Mat, b: Mat, o: { transA?: boolean; transB?: boole
   const dtype = a.data instanceof Float32Array && b.data instanceof Float32Array ? 'float32' : 'float64';
   const cast = (x: Float32Array | Float64Array) => (dtype === 'float64' ? f64(x) : x);
   const s = await session(dtype, transA, transB, o.threads ?? defaultThreads());
-  const out = await s.run({
-    a: { dtype, dims: [a.rows, a.cols], data: cast(a.data) },
-    b: { dtype, dims: [b.rows, b.cols], data: cast(b.data) },
-  });
+  let out: ort.InferenceSession.ReturnType;
+  try {
+    out = await s.run({ a: new ort.Tensor(dtype, cast(a.data), [a.rows, a.cols]), b: new ort.Tensor(dtype, cast(b.data), [b.rows, b.cols]) });
+  } catch (e) {
+    throw new GraftError('E_RUNTIME', `ONNX Runtime failed on a ${m} x ${k} x ${n} product: ${(e as Error).message}`, 'Check free memory; this is otherwise a bug in graft.');
+  }
   return f64(out['c']!.data as Float32Array | Float64Array);
 }

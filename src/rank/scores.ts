@@ -29,7 +29,7 @@
 import { GraftError } from '../errors.ts';
 import { stratifiedFolds } from '../probe/heads.ts';
 import { cholesky, choleskySolveWith, symEig } from './linalg.ts';
-import { type Products, gemm } from './products.ts';
+import { ORT_ABOVE, type Products, gemm } from './products.ts';
 import { type Gram, type Spectrum, type SpectrumOptions, gramOf, spectrumOf } from './spectrum.ts';
 
 export type RankOptions = SpectrumOptions;
@@ -184,38 +184,59 @@ export async function logme(x: Float32Array, y: Int32Array, d: number, k: number
 export function hScoreFromSpectrum(s: Spectrum): number {
   const { n, k, p, sigma, classSums, counts } = s;
   const D = s.dims;
+  // In the spectral basis S = diag(sigma / n) - mean mean^T: a diagonal minus a rank-one term.
   const mean = new Float64Array(p);
   for (let j = 0; j < p; j++) { let v = 0; for (let c = 0; c < k; c++) v += classSums[j * k + c]!; mean[j] = v / n; }
-  const cov = new Float64Array(p * p);
+  let meanNorm2 = 0;
   let tr = 0;
-  let fro2 = 0;
-  for (let i = 0; i < p; i++) {
-    for (let j = 0; j < p; j++) {
-      const v = (i === j ? sigma[i]! / n : 0) - mean[i]! * mean[j]!;
-      cov[i * p + j] = v;
-      fro2 += v * v;
-    }
-    tr += cov[i * p + i]!;
+  let diag2 = 0;
+  let cross = 0;
+  for (let j = 0; j < p; j++) {
+    const dj = sigma[j]! / n;
+    meanNorm2 += mean[j]! ** 2;
+    tr += dj;
+    diag2 += dj * dj;
+    cross += dj * mean[j]! ** 2;
   }
+  const energy = tr; // mean of ||z_i||^2
+  tr -= meanNorm2;
+  // Constant features: the covariance is roundoff from energy - ||mean||^2. Score 0, as for S = 0.
+  if (!(tr > 1e-9 * energy)) return 0;
+  const fro2 = diag2 - 2 * cross + meanNorm2 * meanNorm2;
   const mu = tr / D;
   const delta = (fro2 - D * mu * mu) / D;
-  let meanNorm2 = 0;
-  for (let j = 0; j < p; j++) meanNorm2 += mean[j]! ** 2;
   let sum4 = 0;
   for (let i = 0; i < n; i++) sum4 += (s.norm2[i]! - 2 * s.dotSum[i]! / n + meanNorm2) ** 2;
   const b = Math.max(0, (sum4 / n - fro2) / (D * n));
   const a = delta > 0 ? Math.min(b, delta) / delta : 0;
   if (a >= 1) return 0;
-  const shrunk = cov.map((v) => (1 - a) * v);
-  for (let i = 0; i < p; i++) shrunk[i * p + i]! += a * mu;
   const m = new Float64Array(p * k); // columns sqrt(n_c / n)(m_c - m)
   for (let c = 0; c < k; c++) {
     const w = Math.sqrt(counts[c]! / n);
     for (let j = 0; j < p; j++) m[j * k + c] = w * (classSums[j * k + c]! / counts[c]! - mean[j]!);
   }
-  const sol = solvePinv(shrunk, p, m, k);
+  // Shrunk covariance = diag(e) - (1 - a) mean mean^T with e = (1 - a) sigma / n + a mu: Sherman-Morrison,
+  // unless it is (nearly) singular, where the pseudo-inverse takes over.
+  const e = Float64Array.from(sigma, (v) => (1 - a) * v / n + a * mu);
+  let minE = Infinity;
+  let maxE = 0;
+  let uEu = 0;
+  for (let j = 0; j < p; j++) { minE = Math.min(minE, e[j]!); maxE = Math.max(maxE, e[j]!); uEu += mean[j]! ** 2 / e[j]!; }
+  const denom = 1 - (1 - a) * uEu;
   let h = 0;
-  for (let i = 0; i < p * k; i++) h += m[i]! * sol[i]!;
+  if (minE > 1e-12 * maxE && denom > 1e-8) {
+    for (let c = 0; c < k; c++) {
+      let quad = 0;
+      let uEm = 0;
+      for (let j = 0; j < p; j++) { const v = m[j * k + c]!; quad += v * v / e[j]!; uEm += mean[j]! * v / e[j]!; }
+      h += quad + (1 - a) * uEm * uEm / denom;
+    }
+  } else {
+    const shrunk = new Float64Array(p * p);
+    for (let i = 0; i < p; i++) for (let j = 0; j < p; j++) shrunk[i * p + j] = (i === j ? e[i]! : 0) - (1 - a) * mean[i]! * mean[j]!;
+    const sol = solvePinv(shrunk, p, m, k);
+    for (let i = 0; i < p * k; i++) h += m[i]! * sol[i]!;
+  }
   return (1 - a) * h;
 }
 
@@ -335,7 +356,9 @@ export function argmaxRows(probs: Float32Array | Float64Array, kSource: number):
 export async function knnAccuracy(x: Float32Array, y: Int32Array, d: number, k: number, o: KnnOptions = {}): Promise<number> {
   check(x, y, d, k, 'knnAccuracy');
   const n = y.length;
-  const xn = new Float32Array(n * d);
+  // float32 where the product goes to ORT (as float32), float64 where JavaScript computes it.
+  const products = o.products ?? 'auto';
+  const xn = products === 'ort' || (products === 'auto' && n * n * d > ORT_ABOVE) ? new Float32Array(n * d) : new Float64Array(n * d);
   for (let i = 0; i < n; i++) {
     let s = 0;
     for (let j = 0; j < d; j++) s += x[i * d + j]! ** 2;

@@ -86,11 +86,12 @@ function opts(o: SpectrumOptions): { products?: Products; threads?: number } {
 
 /**
  * Q (m x l', orthonormal columns) spanning the columns of y (m x l), by Cholesky-QR: G = Y^T Y = L L^T,
- * Q = Y L^-T, repeated once when G is ill-conditioned (Q's loss of orthogonality grows as cond(G) eps).
- * A numerically rank-deficient block goes through G's eigendecomposition instead and loses the columns
- * whose eigenvalues fall below 1e-12 of the largest.
+ * Q = Y L^-T. Q's loss of orthogonality grows as cond(G) eps, so a second pass runs when cond(G) is
+ * above `reorthogonalizeAbove`: 1e6 for the basis of the Rayleigh-Ritz step, 1e12 for the bases that only
+ * feed the next product. A numerically rank-deficient block goes through G's eigendecomposition instead
+ * and loses the columns whose eigenvalues fall below 1e-12 of the largest.
  */
-async function orthonormalize(y: Float64Array, m: number, l: number, o: SpectrumOptions): Promise<{ q: Float64Array; l: number }> {
+async function orthonormalize(y: Float64Array, m: number, l: number, o: SpectrumOptions, reorthogonalizeAbove: number): Promise<{ q: Float64Array; l: number }> {
   for (let pass = 0; pass < 2; pass++) {
     const g = await gemm({ data: y, rows: m, cols: l }, { data: y, rows: m, cols: l }, { transA: true, ...opts(o) });
     const chol = cholesky(g, l);
@@ -111,7 +112,7 @@ async function orthonormalize(y: Float64Array, m: number, l: number, o: Spectrum
     }
     y = await gemm({ data: y, rows: m, cols: l }, { data: w, rows: l, cols: l2 }, opts(o));
     l = l2;
-    if (cond < 1e6) break;
+    if (cond < reorthogonalizeAbove) break;
   }
   return { q: y, l };
 }
@@ -128,10 +129,17 @@ export async function spectrumOf(x: Float32Array, y: Int32Array, d: number, k: n
   if (side === 'rows') for (let i = 0; i < n; i++) rhs[i * k + y[i]!] = 1;
   else for (let i = 0; i < n; i++) { const c = y[i]!; for (let j = 0; j < d; j++) rhs[j * k + c]! += x[i * d + j]!; }
 
+  let trace = 0;
+  for (let i = 0; i < m; i++) trace += g[i * m + i]!;
   let reduction: Spectrum['reduction'] = 'none';
   let q: Float64Array | undefined; // m x p basis of the kept subspace; undefined = identity
   let t = g; // p x p: Q^T G Q
   let p = m;
+  if (trace === 0) {
+    // All-zero features: no directions at all (LogME: the zero regressor; H-score: 0).
+    const none = new Float64Array(0);
+    return { n, k, dims: Math.min(d, maxDim), p: 0, sigma: none, classSums: none, proj: side === 'rows' ? none : undefined, norm2: new Float64Array(n), dotSum: new Float64Array(n), counts, side, reduction };
+  }
   if (m > maxDim) {
     const exact = o.svd === 'exact' || (o.svd ?? 'auto') === 'auto' && m <= EXACT_UP_TO;
     reduction = exact ? 'exact' : 'randomized';
@@ -143,12 +151,14 @@ export async function spectrumOf(x: Float32Array, y: Int32Array, d: number, k: n
     } else {
       const r = rng(o.seed ?? 0);
       let l = maxDim;
-      let block: Float64Array = Float64Array.from({ length: m * l }, () => 2 * r() - 1);
+      let block: Float64Array = new Float64Array(m * l);
+      for (let i = 0; i < block.length; i++) block[i] = 2 * r() - 1;
       block = await gemm({ data: g, rows: m, cols: m }, { data: block, rows: m, cols: l }, opts(o));
-      let qq = await orthonormalize(block, m, l, o);
-      for (let it = 0; it < (o.powerIterations ?? 1); it++) {
+      const power = o.powerIterations ?? 1;
+      let qq = await orthonormalize(block, m, l, o, power === 0 ? 1e6 : 1e12);
+      for (let it = 0; it < power; it++) {
         block = await gemm({ data: g, rows: m, cols: m }, { data: qq.q, rows: m, cols: qq.l }, opts(o));
-        qq = await orthonormalize(block, m, qq.l, o);
+        qq = await orthonormalize(block, m, qq.l, o, it === power - 1 ? 1e6 : 1e12);
       }
       q = qq.q;
       p = l = qq.l;
@@ -201,15 +211,19 @@ export async function spectrumOf(x: Float32Array, y: Int32Array, d: number, k: n
   return { n, k, dims: Math.min(d, maxDim), p, sigma, classSums, proj, norm2, dotSum, counts, side, reduction };
 }
 
-/** Q^T B for Q (m x p) and B (m x k). */
+/** Q^T B for Q (m x p) and B (m x k), through B^T Q so that both are read along rows. */
 function projectCols(q: Float64Array, m: number, p: number, b: Float64Array, k: number): Float64Array {
-  const out = new Float64Array(p * k);
+  const bt = new Float64Array(k * p); // k x p
   for (let i = 0; i < m; i++) {
+    const oq = i * p;
     for (let c = 0; c < k; c++) {
       const v = b[i * k + c]!;
       if (v === 0) continue;
-      for (let j = 0; j < p; j++) out[j * k + c]! += q[i * p + j]! * v;
+      const ob = c * p;
+      for (let j = 0; j < p; j++) bt[ob + j]! += v * q[oq + j]!;
     }
   }
+  const out = new Float64Array(p * k);
+  for (let c = 0; c < k; c++) for (let j = 0; j < p; j++) out[j * k + c] = bt[c * p + j]!;
   return out;
 }
