@@ -4,7 +4,7 @@
  *
  * Reduction. Features with min(n, d) > maxDim (default 256) are replaced by their rank-maxDim truncated
  * SVD, z_i = diag(s) U^T e_i (the top principal components without centering, so that LogME, which
- * has no bias term, still sees the feature mean). Below `exactUpTo` (384) rows or columns the SVD is
+ * has no bias term, still sees the feature mean). Up to 320 rows or columns the SVD is
  * exact (one symmetric eigendecomposition); above, it is the randomized SVD of Halko, Martinsson and
  * Tropp (2011): a seeded random start, `powerIterations` (1) products with the Gram matrix, Cholesky-QR
  * and a Rayleigh-Ritz step. Every cut goes through the same rule, so scores stay comparable across cuts,
@@ -23,7 +23,7 @@ import { type Mat, type Products, gemm } from './products.ts';
 export interface SpectrumOptions {
   /** Features with more than this many rows and columns are reduced to it (default 256). */
   maxDim?: number;
-  /** 'auto' (default): exact SVD up to `exactUpTo` = 384 rows or columns, randomized above. */
+  /** 'auto' (default): exact SVD up to 320 rows or columns (there it costs about what the randomized one does), randomized above. */
   svd?: 'auto' | 'exact' | 'randomized';
   /** Products with the Gram matrix in the randomized SVD (default 1). */
   powerIterations?: number;
@@ -34,7 +34,7 @@ export interface SpectrumOptions {
 }
 
 export const DEFAULT_MAX_DIM = 256;
-const EXACT_UP_TO = 384;
+const EXACT_UP_TO = 320;
 
 /**
  * The (reduced) features z_i (p coordinates) in the basis where Z^T Z = diag(sigma). For "rows", Z =
