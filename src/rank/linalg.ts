@@ -80,23 +80,60 @@ function tridiagonalize(a: ArrayLike<number>, n: number): Tridiagonal {
     off[k] = alpha;
     betas[k] = beta;
     // p = beta B v over the trailing block B, from its lower triangle (each stored entry used twice).
+    // Two rows at a time: each pass over p[0..i) serves both (the loops are memory-bound).
     p.fill(0, 0, m);
-    for (let i = 0; i < m; i++) {
-      const o = (k + 1 + i) * n + k + 1;
-      const vi = v[i]!;
+    let i0 = 0;
+    for (; i0 + 1 < m; i0 += 2) {
+      const o0 = (k + 1 + i0) * n + k + 1;
+      const o1 = o0 + n;
+      const v0 = v[i0]!;
+      const v1 = v[i0 + 1]!;
+      let acc0 = 0;
+      let acc1 = 0;
+      for (let j = 0; j < i0; j++) {
+        const b0 = h[o0 + j]!;
+        const b1 = h[o1 + j]!;
+        const vj = v[j]!;
+        acc0 += b0 * vj;
+        acc1 += b1 * vj;
+        p[j]! += b0 * v0 + b1 * v1;
+      }
+      const c = h[o1 + i0]!; // B[i0+1][i0]
+      p[i0]! += acc0 + h[o0 + i0]! * v0 + c * v1;
+      p[i0 + 1]! += acc1 + c * v0 + h[o1 + i0 + 1]! * v1;
+    }
+    if (i0 < m) {
+      const o = (k + 1 + i0) * n + k + 1;
+      const vi = v[i0]!;
       let acc = 0;
-      for (let j = 0; j < i; j++) { const b = h[o + j]!; acc += b * v[j]!; p[j]! += b * vi; }
-      p[i]! += acc + h[o + i]! * vi;
+      for (let j = 0; j < i0; j++) { const b = h[o + j]!; acc += b * v[j]!; p[j]! += b * vi; }
+      p[i0]! += acc + h[o + i0]! * vi;
     }
     let pv = 0;
     for (let i = 0; i < m; i++) { p[i]! *= beta; pv += p[i]! * v[i]!; }
     const kk = 0.5 * beta * pv;
     for (let i = 0; i < m; i++) p[i]! -= kk * v[i]!; // p is now w, and B <- B - v w^T - w v^T
-    for (let i = 0; i < m; i++) {
-      const o = (k + 1 + i) * n + k + 1;
-      const vi = v[i]!;
-      const wi = p[i]!;
-      for (let j = 0; j <= i; j++) h[o + j]! -= vi * p[j]! + wi * v[j]!;
+    let i1 = 0;
+    for (; i1 + 1 < m; i1 += 2) {
+      const o0 = (k + 1 + i1) * n + k + 1;
+      const o1 = o0 + n;
+      const v0 = v[i1]!;
+      const w0 = p[i1]!;
+      const v1 = v[i1 + 1]!;
+      const w1 = p[i1 + 1]!;
+      for (let j = 0; j <= i1; j++) {
+        const pj = p[j]!;
+        const vj = v[j]!;
+        h[o0 + j]! -= v0 * pj + w0 * vj;
+        h[o1 + j]! -= v1 * pj + w1 * vj;
+      }
+      h[o1 + i1 + 1]! -= 2 * v1 * w1;
+    }
+    if (i1 < m) {
+      const o = (k + 1 + i1) * n + k + 1;
+      const vi = v[i1]!;
+      const wi = p[i1]!;
+      for (let j = 0; j <= i1; j++) h[o + j]! -= vi * p[j]! + wi * v[j]!;
     }
     for (let i = 0; i < m; i++) h[(k + 1 + i) * n + k] = v[i]!;
   }
