@@ -124,7 +124,7 @@ function classEvidence(n: number, sigma: Float64Array, q: Float64Array, y2: numb
   for (let iter = 0; iter < 10000; iter++) {
     const t = beta / alpha;
     let gamma = 0;
-    let mm = 0; // m^T m / t^2 ... accumulated as sum q / (1 + t s)^2
+    let mm = 0; // sum q / (1 + t s)^2 = m^T m / t^2
     let logdet = 0;
     let res = z2 ? res0 : y2;
     for (let j = 0; j < p; j++) {

@@ -17,7 +17,7 @@
  */
 import { GraftError } from '../errors.ts';
 import { rng } from '../graph/gradcheck.ts';
-import { cholesky, gramRows, lowerInverseTransposed, symEig, symEigProject } from './linalg.ts';
+import { cholesky, lowerInverseTransposed, symEig, symEigProject } from './linalg.ts';
 import { type Mat, type Products, gemm } from './products.ts';
 
 export interface SpectrumOptions {
@@ -73,9 +73,7 @@ export async function gramOf(x: Float32Array, n: number, d: number, o: SpectrumO
   const side = n <= d ? 'rows' : 'cols';
   const m = Math.min(n, d);
   const xm: Mat = { data: x, rows: n, cols: d };
-  let g: Float64Array;
-  if (side === 'rows' && (o.products === 'js' || (o.products ?? 'auto') === 'auto' && n * n * d <= 2e7)) g = gramRows(x, n, d);
-  else g = await gemm(xm, xm, { transA: side === 'cols', transB: side === 'rows', ...opts(o) });
+  const g = await gemm(xm, xm, { transA: side === 'cols', transB: side === 'rows', ...opts(o) });
   for (let i = 0; i < m; i++) for (let j = 0; j < i; j++) { const v = 0.5 * (g[i * m + j]! + g[j * m + i]!); g[i * m + j] = v; g[j * m + i] = v; }
   return { side, m, g };
 }
