@@ -15,6 +15,7 @@ import { checkHead } from '../probe/fit.ts';
 import { reportCommand, writeLrFindReport } from '../report/report.ts';
 import { type FineTuneImagesOptions, fineTuneImages, lrFindImages } from '../finetune/images.ts';
 import { blockCuts, loadImageBackbone } from '../backbones/image.ts';
+import { rankImages, rankTexts } from '../rank/rank.ts';
 import { backboneGroups } from '../backbones/trainable.ts';
 
 import { readdirSync } from 'node:fs';
@@ -76,6 +77,9 @@ usage:
   graft lr-find <images/> [--mode finetune] [--unfreeze N] [--out lr-find.html]   loss vs learning rate, and a suggestion
   graft eval <DIR> <test.csv|test.conll|images/> [--json]      NER models: entity-level precision, recall, F1
   graft predict <DIR> <rows.csv|texts.jsonl|images/|image> [--json]   NER models print entities with character offsets
+  graft rank <images/|texts.csv> [--backbones a,b,c] [--top 3] [--all] [--json]
+              ranks backbone x cut pairs without fine-tuning (LogME, H-score, kNN, LEEP, NCE, k-fold probe)
+              against a no-transfer baseline (raw pixels, TF-IDF): negative transfer is shown
   graft embed <images/> [--backbone ID] [--cut NAME] --out FILE.safetensors
   graft report <DIR> [--data test.csv|images/] [--out FILE.html]   one self-contained HTML report (default DIR/report.html)
   graft backbones [show ID]
@@ -133,7 +137,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           threads: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' }, cut: { type: 'string' }, 'no-cache': { type: 'boolean' }, data: { type: 'string' },
           mode: { type: 'string' }, unfreeze: { type: 'string' }, 'lr-mult': { type: 'string' }, l2sp: { type: 'string' }, mixup: { type: 'string' },
           augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' }, size: { type: 'string' }, 'freeze-epochs': { type: 'string' }, bn: { type: 'string' },
-          'class-weight': { type: 'string' }, task: { type: 'string' }, 'pair-column': { type: 'string' }, warmup: { type: 'string' }, 'val-data': { type: 'string' }, 'max-length': { type: 'string' },
+          'class-weight': { type: 'string' }, backbones: { type: 'string' }, top: { type: 'string' }, all: { type: 'boolean' }, task: { type: 'string' }, 'pair-column': { type: 'string' }, warmup: { type: 'string' }, 'val-data': { type: 'string' }, 'max-length': { type: 'string' },
         },
       });
     } catch (e) {
@@ -351,6 +355,26 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         }
         if (json) print(JSON.stringify(REGISTRY.map((e) => ({ id: e.id, modality: e.modality, outputDim: e.outputDim, cuts: e.cuts.map((c) => c.name) }))));
         else for (const e of REGISTRY) print(`${e.id.padEnd(16)} ${e.modality.padEnd(6)} ${String(e.outputDim).padStart(5)}-d  ${e.description}`);
+        return 0;
+      }
+      case 'rank': {
+        if (pos.length !== 1) throw usage('graft rank takes one image folder or text file');
+        const backbones = v.backbones?.split(',').map((b) => b.trim()).filter(Boolean);
+        const ro = { ...(backbones ? { backbones } : {}), ...(v.top ? { top: num(v.top, 'top', true)! } : {}), ...(v.seed ? { seed: num(v.seed, 'seed', true)! } : {}), ...(v.threads ? { threads: num(v.threads, 'threads', true)! } : {}), cache: !v['no-cache'], log };
+        const r = isTextFile(pos[0]!) ? await rankTexts(pos[0]!, ro) : await rankImages(pos[0]!, ro);
+        if (json) print(JSON.stringify(r));
+        else {
+          const pct = (x: number | null) => (x === null ? '     -' : `${(100 * x).toFixed(1).padStart(5)}%`);
+          print(`${r.n} examples, ${r.classes.length} classes; ${r.ranking.length} backbone x cut candidates, best first (CV: ${r.ranking.filter((q) => q.cvAccuracy !== null).length} probed by k-fold cross-validation)`);
+          print(`${'backbone'.padEnd(16)} ${'cut'.padEnd(30)} ${'dim'.padStart(5)} ${'CV acc'.padStart(7)} ${'LogME'.padStart(8)} ${'H-score'.padStart(8)} ${'kNN'.padStart(6)} ${'LEEP'.padStart(7)} ${'NCE'.padStart(7)}`);
+          const f = (x: number | undefined, w: number, dp = 3) => (x === undefined ? '-'.padStart(w) : x.toFixed(dp).padStart(w));
+          for (const q of r.ranking.slice(0, v.all ? undefined : 15)) {
+            print(`${q.backbone.padEnd(16)} ${q.cut.padEnd(30)} ${String(q.dim).padStart(5)} ${pct(q.cvAccuracy).padStart(7)} ${f(q.scores.logme, 8)} ${f(q.scores.hScore, 8, 2)} ${f(q.scores.knn, 6)} ${f(q.scores.leep, 7)} ${f(q.scores.nce, 7)}`);
+          }
+          if (r.ranking.length > 15 && !v.all) print(`… ${r.ranking.length - 15} more (--all, or --json)`);
+          print(`baseline without transfer: ${r.baseline.kind} (${r.baseline.dim}-d), ${pct(r.baseline.cvAccuracy)} +- ${(100 * r.baseline.cvStd).toFixed(1)} cross-validated`);
+          print(`${r.negativeTransfer ? 'warning: ' : ''}${r.verdict}`);
+        }
         return 0;
       }
       case 'embed': {

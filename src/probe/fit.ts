@@ -20,6 +20,10 @@ import { GRAFT_VERSION, type ModelCard, saveModel } from '../model/folder.ts';
 import type { Graph } from '../graph/ir.ts';
 import { knnHead } from './heads.ts';
 import { type ConvexFit, type ConvexLoss, checkFinite, convexLogits, fitConvexProbe } from './convex.ts';
+import { shortlist } from '../rank/rank.ts';
+
+/** How many candidate cuts (the best by LogME) get the cross-validated probe. */
+export const SHORTLIST = 3;
 
 export type HeadKind = 'linear' | 'svm' | 'ridge' | 'mlp' | 'knn';
 const CONVEX: Partial<Record<HeadKind, ConvexLoss>> = { linear: 'logistic', svm: 'squared-hinge', ridge: 'ridge' };
@@ -75,7 +79,10 @@ export interface ProbeOptions {
 
 export interface ProbeFit {
   cut: string;
+  /** Cross-validated probe accuracy of each shortlisted cut. */
   cutScores: Record<string, number>;
+  /** LogME of every candidate cut, when there were more than the shortlist. */
+  cutLogme: Record<string, number>;
   head: HeadKind;
   trainAccuracy: number;
   valAccuracy: number | null;
@@ -122,12 +129,15 @@ export async function fitProbe(f: ProbeFeatures, o: ProbeOptions = {}): Promise<
   const cutScores: Record<string, number> = {};
   const lossKind = CONVEX[head] ?? 'logistic';
   const convexOpts = { loss: lossKind, seed, classWeight: o.classWeight ?? null, ...(o.threads ? { threads: o.threads } : {}) };
-  // Every candidate cut is scored by the cross-validated convex probe; a convex head keeps the winner's fit.
+  // Candidate cuts are shortlisted by LogME (closed form), the shortlist scored by the cross-validated
+  // convex probe; a convex head keeps the winner's fit.
   let cut = cuts.at(-1)!;
   let convex: ConvexFit | null = null;
+  const short = await shortlist(f.train, f.yTrain, k, SHORTLIST, o.threads ? { threads: o.threads } : {});
+  if (cuts.length > SHORTLIST) log(`${cuts.length} candidate cuts; by LogME the best ${SHORTLIST}: ${short.keep.join(', ')}`);
   if (cuts.length > 1 || CONVEX[head]) {
     let best = -1;
-    for (const c of cuts) {
+    for (const c of short.keep) {
       const { x, d } = f.train.get(c)!;
       const fit = await fitConvexProbe(x, f.yTrain, d, k, convexOpts);
       const s = fit.cvAccuracy ?? fit.trainAccuracy;
@@ -198,7 +208,7 @@ export async function fitProbe(f: ProbeFeatures, o: ProbeOptions = {}): Promise<
     diagnosis = diagnose({ history, trainAccuracy, valAccuracy, classes: k, nTrain: train.n, canFineTune: true });
   }
   if (warnings.length) diagnosis.evidence.push(...warnings.map((w) => `warning: ${w}`));
-  return { cut, cutScores, head, trainAccuracy, valAccuracy, valMacroF1, diagnosis, learner, headConfig: net.config, protocol, cvAccuracy, cvStd, convex, warnings };
+  return { cut, cutScores, cutLogme: short.logme, head, trainAccuracy, valAccuracy, valMacroF1, diagnosis, learner, headConfig: net.config, protocol, cvAccuracy, cvStd, convex, warnings };
 }
 
 /** Saves a fitted probe as a model folder; `graph` is the self-contained inference graph. */
@@ -211,7 +221,7 @@ export function saveProbe(out: string, p: ProbeFit, f: ProbeFeatures, o: ProbeOp
     createdAt: new Date().toISOString(), task: 'classification', labels: f.classes, input: o.input,
     outputs: { probabilities: 'probabilities', logits: 'logits' }, backbone: o.backbone, head: p.headConfig,
     training: {
-      head: p.head, seed: o.seed ?? 0, cutScores: p.cutScores, protocol: p.protocol,
+      head: p.head, seed: o.seed ?? 0, cutScores: p.cutScores, cutLogme: p.cutLogme, protocol: p.protocol,
       ...(p.convex ? { solver: 'lbfgs', loss: p.convex.loss, C: p.convex.C, folds: p.convex.folds, penaltyPath: p.convex.path.map(({ C, accuracy, std }) => ({ C, accuracy, std })), converged: p.convex.converged }
         : { epochs: o.epochs ?? 40, epochsRun: p.learner.history.length, lr: o.lr ?? 3e-3, optimizer: p.learner.opt.options }),
     },

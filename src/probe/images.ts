@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { GraftError } from '../errors.ts';
 import { type ImageBackbone, checkImageBackboneId, findCut, loadImageBackbone } from '../backbones/image.ts';
+import { candidateCuts } from '../rank/rank.ts';
 import { defaultBackbone } from '../backbones/registry.ts';
 import type { CutPoint } from '../backbones/types.ts';
 import { readImageFolder, decodeAll } from '../data/folders.ts';
@@ -52,12 +53,6 @@ export interface TrainImagesResult {
   cacheHits: number;
   seconds: number;
   diagnosis: Diagnosis;
-}
-
-/** Cuts worth scoring: the backbone's own, minus its source task's classifier layers. */
-function candidateCuts(bb: ImageBackbone): CutPoint[] {
-  const names = bb.entry ? bb.entry.cuts.filter((c) => !c.note?.includes('own head')).map((c) => c.name) : bb.cuts.map((c) => c.name);
-  return names.map((n) => findCut(bb, n));
 }
 
 export async function trainImages(o: TrainImagesOptions): Promise<TrainImagesResult> {
