@@ -31,8 +31,13 @@ test('graft train on an image folder: auto cut, probe, one ONNX graph from pixel
   assert.equal(t.code, 0, t.stderr);
   const r = t.json();
   assert.equal(r.backbone, 'mobilenet_v2');
-  assert.deepEqual(Object.keys(r.cutScores), ['block_2_add', 'block_5_add', 'block_12_add', 'block_16_project_BN', 'features']);
+  // Every block output (and the named cuts) scored by LogME; the best 3 by the cross-validated probe.
+  assert.equal(Object.keys(r.cutScores).length, 3);
   assert.equal(r.cutScores[r.cut], Math.max(...Object.values(r.cutScores) as number[]));
+  const logmes = JSON.parse(readFileSync(join(out, 'graft.json'), 'utf8')).training.cutLogme as Record<string, number>;
+  assert.ok(Object.keys(logmes).length >= 68 && 'block_3_expand_relu:meanmax' in logmes && 'features' in logmes);
+  const top3 = Object.entries(logmes).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([c]) => c);
+  assert.deepEqual(Object.keys(r.cutScores).sort(), top3.sort());
   assert.equal(r.skipped, 1);
   assert.match(t.stderr, /warning: .*broken\.jpg/);
   // 30 images per class: the small-data protocol (no validation split, a cross-validated estimate).
@@ -61,7 +66,28 @@ test('graft train on an image folder: auto cut, probe, one ONNX graph from pixel
   const again = graft('train', train, '--out', join(dir, 'model2'), '--json', '--head', 'knn', '--cut', 'block_12_add');
   assert.equal(again.code, 0, again.stderr);
   assert.equal(again.json().cacheHits, 150); // every readable image; the broken one is skipped again
-  assert.ok(again.json().valAccuracy >= 0.6, `knn val accuracy ${again.json().valAccuracy}`);
+  assert.ok(again.json().cvAccuracy >= 0.6, `knn cross-validated accuracy ${again.json().cvAccuracy}`);
+});
+
+test('small-data edge cases: a one-image class warns and falls back to C = 1; a two-image class gets 2-fold CV; a --cut naming no tensor is a typed error', () => {
+  const tiny = join(dir, 'tiny');
+  for (const [cls, n] of [['0', 6], ['1', 6], ['2', 1]] as const) {
+    mkdirSync(join(tiny, cls), { recursive: true });
+    for (let i = 0; i < n; i++) copyFileSync(join(train, cls, `${cls}-${i}.png`), join(tiny, cls, `${i}.png`));
+  }
+  const one = graft('train', tiny, '--cut', 'features', '--out', join(dir, 'tiny-model'), '--json');
+  assert.equal(one.code, 0, one.stderr);
+  assert.match(one.stderr, /warning: class 2 has 1 example: C cannot be chosen by cross-validation, so C = 1/);
+  assert.equal(one.json().cvAccuracy, null);
+  copyFileSync(join(train, '2', '2-1.png'), join(tiny, '2', '1.png'));
+  const two = graft('train', tiny, '--cut', 'block_12_add:meanmax', '--out', join(dir, 'tiny-model2'), '--json');
+  assert.equal(two.code, 0, two.stderr);
+  assert.match(two.stderr, /the smallest class has 2 examples, so C is chosen by 2-fold cross-validation/);
+  assert.equal(two.json().cut, 'block_12_add:meanmax');
+  const bad = graft('train', tiny, '--cut', 'no_such_tensor', '--out', join(dir, 'tiny-model3'));
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /error \[E_BAD_OPTION\]: backbone mobilenet_v2 has no cut or float tensor named "no_such_tensor"/);
+  assert.match(bad.stderr, /hint: /);
 });
 
 test('graft embed exports features; backbones lists and shows; bad folders are typed errors', () => {

@@ -18,7 +18,7 @@ import { diagnose, diagnoseConvex, type Diagnosis } from '../train/diagnose.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
 import { GRAFT_VERSION, type ModelCard, saveModel } from '../model/folder.ts';
 import type { Graph } from '../graph/ir.ts';
-import { knnHead } from './heads.ts';
+import { knnHead, stratifiedFolds } from './heads.ts';
 import { type ConvexFit, type ConvexLoss, checkFinite, convexLogits, fitConvexProbe } from './convex.ts';
 import { shortlist } from '../rank/rank.ts';
 
@@ -117,6 +117,35 @@ function softmaxLoss(z: Float64Array, y: Int32Array, k: number): number {
   return s / Math.max(1, y.length);
 }
 
+/** k-fold accuracy of the kNN head (cosine to class-mean prototypes), for the small-data protocol's estimate. */
+function prototypeCv(x: Float32Array, y: Int32Array, d: number, k: number, seed: number): { accuracy: number; std: number } | null {
+  const counts = new Array<number>(k).fill(0);
+  for (const c of y) counts[c]!++;
+  const nf = Math.min(5, ...counts);
+  if (nf < 2) return null;
+  const unit = (i: number) => { let s = 0; for (let j = 0; j < d; j++) s += x[i * d + j]! ** 2; return Math.sqrt(s) || 1; };
+  const norms = Float64Array.from({ length: y.length }, (_, i) => unit(i));
+  const accs = stratifiedFolds(y, nf, seed).map((held) => {
+    const inFold = new Set(held);
+    const proto = new Float64Array(k * d);
+    for (let i = 0; i < y.length; i++) if (!inFold.has(i)) for (let j = 0; j < d; j++) proto[y[i]! * d + j] += x[i * d + j]! / norms[i]!;
+    let correct = 0;
+    for (const i of held) {
+      let best = -1; let bs = -Infinity;
+      for (let c = 0; c < k; c++) {
+        let dot = 0; let pn = 0;
+        for (let j = 0; j < d; j++) { dot += proto[c * d + j]! * x[i * d + j]!; pn += proto[c * d + j]! ** 2; }
+        const sc = dot / (Math.sqrt(pn) || 1);
+        if (sc > bs) { bs = sc; best = c; }
+      }
+      if (best === y[i]) correct++;
+    }
+    return correct / held.length;
+  });
+  const m = accs.reduce((a, b) => a + b, 0) / nf;
+  return { accuracy: m, std: Math.sqrt(accs.reduce((a, b) => a + (b - m) ** 2, 0) / nf) };
+}
+
 /** Fits the probe; the caller saves the model with the returned learner and then disposes it. */
 export async function fitProbe(f: ProbeFeatures, o: ProbeOptions = {}): Promise<ProbeFit> {
   const log = o.log ?? (() => {});
@@ -128,7 +157,7 @@ export async function fitProbe(f: ProbeFeatures, o: ProbeOptions = {}): Promise<
   const cuts = [...f.train.keys()];
   const cutScores: Record<string, number> = {};
   const lossKind = CONVEX[head] ?? 'logistic';
-  const convexOpts = { loss: lossKind, seed, classWeight: o.classWeight ?? null, ...(o.threads ? { threads: o.threads } : {}) };
+  const convexOpts = { loss: lossKind, seed, classWeight: o.classWeight ?? null, ...(o.threads ? { threads: o.threads } : {}), log };
   // Candidate cuts are shortlisted by LogME (closed form), the shortlist scored by the cross-validated
   // convex probe; a convex head keeps the winner's fit.
   let cut = cuts.at(-1)!;
@@ -193,8 +222,9 @@ export async function fitProbe(f: ProbeFeatures, o: ProbeOptions = {}): Promise<
     const ev = await learner.evaluate(val);
     scoreVal(ev.logits, ev.loss);
   }
-  const cvAccuracy = convex?.cvAccuracy ?? null;
-  const cvStd = convex?.cvStd ?? null;
+  const knnCv = head === 'knn' && !val ? prototypeCv(train.x, f.yTrain, d, k, seed) : null;
+  const cvAccuracy = knnCv?.accuracy ?? convex?.cvAccuracy ?? null;
+  const cvStd = knnCv?.std ?? convex?.cvStd ?? null;
   let diagnosis: Diagnosis;
   if (CONVEX[head]) {
     diagnosis = diagnoseConvex({
