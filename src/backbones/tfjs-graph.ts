@@ -416,7 +416,7 @@ export function convertTfjsGraph(model: TfjsGraphModel, opts: TfjsGraphConvertOp
         const keep = attrBool(n, 'keep_dims', false);
         // Dropping axes of an NCHW tensor matches TF's NHWC result only when H and W both go and C stays.
         if (!keep && x.rank === 4 && !(axes.includes(2) && axes.includes(3) && !axes.includes(1))) throw unsupported(n, 'a mean that drops axes other than H and W');
-        return { sym: b.op1('ReduceMean', [x.sym], { axes: [...axes].sort(), keepdims: keep ? 1 : 0 }, named(n)), rank: keep ? x.rank : x.rank - axes.length };
+        return { sym: b.op1('ReduceMean', [x.sym], { axes: [...axes].sort((p, q) => p - q), keepdims: keep ? 1 : 0 }, named(n)), rank: keep ? x.rank : x.rank - axes.length };
       }
       case 'ConcatV2': {
         const ins = n.inputs.slice(0, -1).map((r) => val(n, r));
