@@ -89,7 +89,7 @@ export const REGISTRY: readonly BackboneEntry[] = [
     ],
     license: 'MIT (@vladmandic/human, whose LICENSE covers the package and its models/); the weights come from MB3-CenterNet '
       + '(github.com/610265158/mobilenetv3_centernet, no licence file), fine-tuned from Google\'s MobileNetV3-Large checkpoint (Apache-2.0) on COCO (annotations CC BY 4.0)',
-    input: 'RGB image, 512x512 as trained and as human runs it (any size works: --size 224 is 5x cheaper)',
+    input: 'RGB image, 512x512 as trained and as human runs it (any size works; fine-tuning with --size 224 costs about 5x less)',
     // human (src/object/centernet.ts) feeds float pixels 0..255, squashed with tf.image.resizeBilinear: MB3-CenterNet's
     // own image / 255 was folded into the first convolution when the graph was frozen. graft takes it back out of
     // that kernel (tfjs-graph.ts, inputScale), so the converted backbone reads pixels / 255 like the others.
