@@ -1,7 +1,7 @@
 /**
  * Image backbones as graft graphs with named cut points. Registry ids are converted from their TF.js
- * files once (after checking every file's pinned sha256) and cached as ONNX, so later loads are one
- * file read.
+ * files (Layers models by tfjs.ts, graph models by tfjs-graph.ts) once, after checking every file's
+ * pinned sha256, and cached as ONNX, so later loads are one file read.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -13,6 +13,7 @@ import { sha256 } from '../model/folder.ts';
 import { defaultCacheDir } from '../features/cache.ts';
 import { type BackboneEntry, findBackbone } from './registry.ts';
 import { convertTfjsLayers, loadTfjsLayers } from './tfjs.ts';
+import { convertTfjsGraph, loadTfjsGraph } from './tfjs-graph.ts';
 import { checkOnnxFile, loadOnnxFolder } from './onnxfile.ts';
 import { HUB_ID, hubSnapshot } from './hub.ts';
 import { REGISTRY } from './registry.ts';
@@ -96,7 +97,7 @@ export async function loadImageBackbone(id: string, cacheRoot = defaultCacheDir(
     return { ...bb, id: `${snap.repo}@${snap.commit ?? snap.revision}` };
   }
   const entry = findBackbone(id);
-  if (entry.modality !== 'image' || entry.format !== 'tfjs-layers') {
+  if (entry.modality !== 'image' || (entry.format !== 'tfjs-layers' && entry.format !== 'tfjs-graph')) {
     throw new GraftError('E_BAD_OPTION', `backbone ${id} is a ${entry.modality} backbone, not an image one`, 'Pick an image backbone (graft backbones).');
   }
   const { dir, sha256: sha } = verifyEntryFiles(entry);
@@ -106,13 +107,16 @@ export async function loadImageBackbone(id: string, cacheRoot = defaultCacheDir(
     try {
       const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as CachedMeta;
       if (meta.sha256 === sha) {
-        return { id: entry.id, sha256: sha, graph: Graph.load(join(cacheDir, 'model.onnx')), inputName: meta.inputName, preprocess: meta.preprocess, cuts: meta.cuts, groups: meta.groups, entry };
+        // The registry's preprocessing wins over the one cached with the conversion (the graph does not depend on it).
+        return { id: entry.id, sha256: sha, graph: Graph.load(join(cacheDir, 'model.onnx')), inputName: meta.inputName, preprocess: entry.preprocess ?? meta.preprocess, cuts: meta.cuts, groups: meta.groups, entry };
       }
     } catch {
       // A damaged cache entry is rebuilt below.
     }
   }
-  const conv = convertTfjsLayers(loadTfjsLayers(join(dir, dirname(entry.files[0]!.path))), entry.preprocess ? { preprocess: entry.preprocess } : {});
+  const conv = entry.format === 'tfjs-graph'
+    ? convertTfjsGraph(loadTfjsGraph(join(dir, entry.files[0]!.path)), { preprocess: entry.preprocess! })
+    : convertTfjsLayers(loadTfjsLayers(join(dir, dirname(entry.files[0]!.path))), entry.preprocess ? { preprocess: entry.preprocess } : {});
   const meta: CachedMeta = { inputName: conv.inputName, preprocess: conv.preprocess, cuts: conv.cuts, groups: conv.groups, sha256: sha };
   writeDirAtomic(cacheDir, { 'model.onnx': conv.graph.toBytes(), 'meta.json': JSON.stringify(meta) });
   return { id: entry.id, sha256: sha, graph: conv.graph, inputName: conv.inputName, preprocess: conv.preprocess, cuts: conv.cuts, groups: conv.groups, entry };

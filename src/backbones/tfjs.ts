@@ -75,9 +75,9 @@ export interface TfjsModel {
 
 // ---- reading files ----------------------------------------------------------------------------------
 
-const parseError = (file: string, what: string) =>
+export const parseError = (file: string, what: string) =>
   new GraftError('E_ONNX_PARSE', `${file}: ${what}`,
-    'The file is not a TF.js Layers model (model.json + shards, or an nsfwjs model.min.js bundle), or it is truncated; reinstall or re-download it.');
+    'The file is not a TF.js model (a Layers or graph model.json with its shards, or an nsfwjs model.min.js bundle), or it is truncated; reinstall or re-download it.');
 
 function readText(path: string): string {
   try {
@@ -87,7 +87,7 @@ function readText(path: string): string {
   }
 }
 
-function readBytes(path: string): Uint8Array {
+export function readBytes(path: string): Uint8Array {
   try {
     return readFileSync(path);
   } catch {
@@ -248,7 +248,7 @@ export function bundleExports(text: string, file: string): Json {
   return value;
 }
 
-const isObj = (v: Json | undefined): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+export const isObj = (v: Json | undefined): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function base64Bytes(s: string, file: string): Uint8Array {
   const clean = s.replace(/\s+/g, '');
@@ -268,14 +268,22 @@ function halfToFloat(h: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
-/** Decodes one weight from its bytes to float32, dequantizing as tf.io.decodeWeights does (v * scale + min). */
-function decodeWeight(spec: TfjsWeightSpec, bytes: Uint8Array, file: string): TensorData {
+/**
+ * Decodes one weight from its bytes to float32, dequantizing as tf.io.decodeWeights does (v * scale + min);
+ * with keepInt, an unquantized int32 weight stays int32.
+ */
+function decodeWeight(spec: TfjsWeightSpec, bytes: Uint8Array, file: string, keepInt = false): TensorData {
   const n = spec.shape.reduce((a, b) => a * b, 1);
   const out = new Float32Array(n);
   const q = spec.quantization;
   const stored = q?.dtype ?? spec.dtype;
   if (spec.dtype !== 'float32' && spec.dtype !== 'int32') throw parseError(file, `weight "${spec.name}" has dtype ${spec.dtype}, which graft does not read`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (keepInt && spec.dtype === 'int32' && stored === 'int32') {
+    const ints = new Int32Array(n);
+    for (let k = 0; k < n; k++) ints[k] = dv.getInt32(4 * k, true);
+    return tensor('int32', spec.shape, ints);
+  }
   if (q && (stored === 'uint8' || stored === 'uint16')) {
     const scale = q.scale ?? 1;
     const min = q.min ?? 0;
@@ -292,7 +300,7 @@ function decodeWeight(spec: TfjsWeightSpec, bytes: Uint8Array, file: string): Te
   return tensor('float32', spec.shape, out);
 }
 
-function weightSpecsOf(manifest: Json | undefined, file: string): { groups: { paths: string[]; specs: TfjsWeightSpec[] }[] } {
+export function weightSpecsOf(manifest: Json | undefined, file: string): { groups: { paths: string[]; specs: TfjsWeightSpec[] }[] } {
   if (!Array.isArray(manifest)) throw parseError(file, 'no weightsManifest list');
   return {
     groups: manifest.map((g, gi) => {
@@ -315,6 +323,40 @@ function weightSpecsOf(manifest: Json | undefined, file: string): { groups: { pa
       return { paths: g['paths'].map(String), specs };
     }),
   };
+}
+
+/**
+ * Every weight of a manifest, decoded (dequantized) from its group's shards, which hold the group's weights
+ * back to back in manifest order. `ints`: whether int32 weights stay int32 (graph models' shape and axis
+ * constants) or become float32 like the rest (Layers models).
+ */
+export function decodeManifest(groups: { paths: string[]; specs: TfjsWeightSpec[] }[], shards: Uint8Array[][], modelFile: string, ints: 'int32' | 'float32'):
+  { weightSpecs: TfjsWeightSpec[]; weightData: Uint8Array; weights: Map<string, TensorData> } {
+  const chunks = shards.flat();
+  const weightData = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
+  let off = 0;
+  for (const c of chunks) { weightData.set(c, off); off += c.length; }
+  const weights = new Map<string, TensorData>();
+  const weightSpecs: TfjsWeightSpec[] = [];
+  off = 0;
+  groups.forEach((g, gi) => {
+    const start = off;
+    const len = shards[gi]!.reduce((a, c) => a + c.length, 0);
+    let p = start;
+    for (const s of g.specs) {
+      const n = s.shape.reduce((a, b) => a * b, 1);
+      const per = BYTES[s.quantization?.dtype ?? s.dtype];
+      if (!per) throw parseError(modelFile, `weight "${s.name}" has dtype ${s.quantization?.dtype ?? s.dtype}, which graft does not read`);
+      if (p + n * per > start + len) {
+        throw parseError(modelFile, `the weight shards hold ${len} bytes for group ${g.paths.join(', ')}, fewer than its weights need (at "${s.name}")`);
+      }
+      weights.set(s.name, decodeWeight(s, weightData.subarray(p, p + n * per), modelFile, ints === 'int32'));
+      weightSpecs.push(s);
+      p += n * per;
+    }
+    off = start + len;
+  });
+  return { weightSpecs, weightData, weights };
 }
 
 /**
@@ -353,48 +395,18 @@ export function loadTfjsLayers(dir: string): TfjsModel {
   const { groups } = weightSpecsOf(weightsManifest, modelFile);
 
   // Shard bytes, in manifest order.
-  const chunks: Uint8Array[] = [];
-  for (const g of groups) {
-    for (const p of g.paths) {
-      if (format === 'model.json') {
-        if (p.includes('..') || p.startsWith('/')) throw parseError(modelFile, `weight path "${p}" leaves the model folder`);
-        chunks.push(readBytes(join(dir, p)));
-      } else {
-        const f = join(dir, `${basename(p)}.min.js`);
-        if (!existsSync(f)) throw new GraftError('E_FILE_MISSING', `weight shard ${f} is missing`, 'nsfwjs models need every group1-shard*.min.js file next to model.min.js.');
-        const v = bundleExports(readText(f), f);
-        if (typeof v !== 'string') throw parseError(f, 'the bundle does not export a base64 string');
-        chunks.push(base64Bytes(v, f));
-      }
+  const shards = groups.map((g) => g.paths.map((p) => {
+    if (format === 'model.json') {
+      if (p.includes('..') || p.startsWith('/')) throw parseError(modelFile, `weight path "${p}" leaves the model folder`);
+      return readBytes(join(dir, p));
     }
-  }
-  const total = chunks.reduce((a, c) => a + c.length, 0);
-  const weightData = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) { weightData.set(c, off); off += c.length; }
-
-  // Weights: each group's specs read its own shards' bytes in order.
-  const weights = new Map<string, TensorData>();
-  const weightSpecs: TfjsWeightSpec[] = [];
-  off = 0;
-  let chunk = 0;
-  for (const g of groups) {
-    const start = off;
-    const len = g.paths.reduce((a) => a + chunks[chunk++]!.length, 0);
-    let p = start;
-    for (const s of g.specs) {
-      const n = s.shape.reduce((a, b) => a * b, 1);
-      const per = BYTES[s.quantization?.dtype ?? s.dtype];
-      if (!per) throw parseError(modelFile, `weight "${s.name}" has dtype ${s.quantization?.dtype ?? s.dtype}, which graft does not read`);
-      if (p + n * per > start + len) {
-        throw parseError(modelFile, `the weight shards hold ${len} bytes for group ${g.paths.join(', ')}, fewer than its weights need (at "${s.name}")`);
-      }
-      weights.set(s.name, decodeWeight(s, weightData.subarray(p, p + n * per), modelFile));
-      weightSpecs.push(s);
-      p += n * per;
-    }
-    off = start + len;
-  }
+    const f = join(dir, `${basename(p)}.min.js`);
+    if (!existsSync(f)) throw new GraftError('E_FILE_MISSING', `weight shard ${f} is missing`, 'nsfwjs models need every group1-shard*.min.js file next to model.min.js.');
+    const v = bundleExports(readText(f), f);
+    if (typeof v !== 'string') throw parseError(f, 'the bundle does not export a base64 string');
+    return base64Bytes(v, f);
+  }));
+  const { weightSpecs, weightData, weights } = decodeManifest(groups, shards, modelFile, 'float32');
 
   const topo = root['modelTopology'];
   const parsed = parseTopology(topo, modelFile);
@@ -1004,7 +1016,7 @@ export function convertTfjsLayers(model: TfjsModel, opts: TfjsConvertOptions = {
 }
 
 /** A float32 tensor with its axes permuted (out axis i = in axis perm[i]). */
-function transposeTo(t: TensorData, perm: number[]): TensorData {
+export function transposeTo(t: TensorData, perm: number[]): TensorData {
   const src = t.data as Float32Array;
   const dims = perm.map((p) => t.dims[p]!);
   const inStrides = t.dims.map((_, i) => t.dims.slice(i + 1).reduce((a, d) => a * d, 1));

@@ -279,7 +279,7 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
           ctx.setBuffer(n.inputs[4]!, ema(ins[4]!, r.unbiasedVar));
           outs = [r.y];
         } else {
-          outs = b.op(n.op, ins, n.attrs as Record<string, AttrInput>, { outputs: n.outputs.length, name: b.graph.fresh(`bb/${n.name}`) });
+          outs = b.op(n.op, ins, replayAttrs(n, ins[0]), { outputs: n.outputs.length, name: b.graph.fresh(`bb/${n.name}`) });
         }
         n.outputs.forEach((t, i) => vals.set(t, outs[i]!));
       }
@@ -289,6 +289,27 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
       return head.forward(b, f, ctx);
     },
   };
+}
+
+/**
+ * A node's attributes for the replay. Shapes are static there, so a Conv with auto_pad SAME_* (TF's
+ * 'SAME' at a stride, from tfjs-graph.ts) gets its pads written out: the form ORT's blocked depthwise
+ * kernels take (runtime/nchwc.ts leaves auto_pad convolutions on the plain kernels).
+ */
+function replayAttrs(n: Node, x: Sym | null | undefined): Record<string, AttrInput> {
+  const a = n.attrs as Record<string, AttrInput>;
+  const auto = n.attrs['auto_pad'];
+  const ints = (k: string, d: number[]) => { const v = n.attrs[k]; return v && 'ints' in v ? v.ints : d; };
+  if (n.op !== 'Conv' || !x || !auto || !('s' in auto) || (auto.s !== 'SAME_UPPER' && auto.s !== 'SAME_LOWER')) return a;
+  const sp = x.shape.slice(2);
+  const k = ints('kernel_shape', []);
+  if (!sp.every((d) => typeof d === 'number') || k.length !== sp.length) return a;
+  const s = ints('strides', sp.map(() => 1));
+  const d = ints('dilations', sp.map(() => 1));
+  const total = (sp as number[]).map((len, i) => Math.max(0, (Math.ceil(len / s[i]!) - 1) * s[i]! + (k[i]! - 1) * d[i]! + 1 - len));
+  const begin = total.map((t) => (auto.s === 'SAME_UPPER' ? Math.floor(t / 2) : t - Math.floor(t / 2)));
+  const { auto_pad: _drop, ...rest } = a;
+  return { ...rest, pads: [...begin, ...total.map((t, i) => t - begin[i]!)] };
 }
 
 /** Per-example shape of a tensor below the cut when the input is h x w. */

