@@ -170,8 +170,10 @@ export function blockTensors(bb: ImageBackbone): string[] {
   if (!bb.entry?.blocks) return [];
   const re = new RegExp(bb.entry.blocks);
   const outs = bb.graph.nodes.flatMap((n) => n.outputs).filter((t) => re.test(t));
-  const set = new Set(outs);
-  return outs.filter((t) => !(t.endsWith('_project_BN') && set.has(t.replace(/_project_BN$/, '_add'))));
+  // A block's projection is its output only where it has no residual sum (block_3_project_BN vs block_4_add).
+  const proj = /(_project_BN|\/project\/BatchNorm\/FusedBatchNorm)$/;
+  const adds = new Set(outs.filter((t) => /(_|\/)add$/.test(t)).map((t) => t.replace(/(_|\/)add$/, '')));
+  return outs.filter((t) => !(proj.test(t) && adds.has(t.replace(proj, ''))));
 }
 
 /** The cut search's candidates: every block output, pooled by mean and by mean+max. */

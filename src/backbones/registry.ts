@@ -108,6 +108,7 @@ export const REGISTRY: readonly BackboneEntry[] = [
       { name: 'features', dim: 480, note: 'pooled last backbone feature map (extern1, 1x1 conv + hard-swish)' },
     ],
     defaultCut: 'features',
+    blocks: '^tower_0/(MobilenetV3/(Conv/hard_swish/mul_1|expanded_conv(_\\d+)?/(add|project/BatchNorm/FusedBatchNorm|expand/Relu|expand/hard_swish/mul_1))|extern1/hard_swish/mul_1)$',
   },
   {
     id: 'speech-embedding',
