@@ -18,7 +18,7 @@
  * `tuned: false` marks the sets kept aside as final checks (gcompris, mnist100): choices of defaults
  * are made looking at the others only, and these are run once at the end.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GraftError } from '../src/errors.ts';
 import { readNumericCsv } from '../src/data/csv.ts';
@@ -81,7 +81,28 @@ export const SETS: Record<string, SetSpec> = {
   gcompris: { kind: 'image', tuned: false, write: (dir, seed) => writeGcomprisFolders(dir, { seed, testFraction: 0.3 }) },
   spam: { kind: 'text', tuned: true, write: async (dir, seed) => writeSpamSplit(dir, 200, 200, seed) },
   digits: { kind: 'csv', tuned: true, write: async (dir, seed) => writeDigitsSplit(dir, 0.3, seed) },
+  'reuters-grain': { kind: 'text', tuned: false, write: async (dir) => writeReuters(dir, 'Grain') },
+  'reuters-corn': { kind: 'text', tuned: true, write: async (dir) => writeReuters(dir, 'Corn') },
 };
+
+/**
+ * Reuters-21578 ModApte splits as Weka ships them (Debian weka: /usr/share/doc/weka/examples, or
+ * GRAFT_WEKA_DIR for an unpacked `apt-get download weka`), binary text sets: is the story about grain
+ * (or corn)? Written as text,label CSVs with Weka's own train/test split.
+ */
+function writeReuters(dir: string, topic: 'Grain' | 'Corn'): { train: string; test: string } {
+  const src = process.env['GRAFT_WEKA_DIR'] ?? '/usr/share/doc/weka/examples';
+  const out = { train: join(dir, 'train.csv'), test: join(dir, 'test.csv') };
+  mkdirSync(dir, { recursive: true });
+  for (const side of ['train', 'test'] as const) {
+    const file = join(src, `Reuters${topic}-${side}.arff`);
+    if (!existsSync(file)) throw new GraftError('E_FILE_MISSING', `${file} is missing`, 'apt-get install weka, or unpack `apt-get download weka` with dpkg -x and set GRAFT_WEKA_DIR to its usr/share/doc/weka/examples.');
+    const text = readFileSync(file, 'utf8');
+    const rows = [...text.slice(text.indexOf('@data')).matchAll(/'((?:[^'\\]|\\.)*)',([01])/g)].map((m) => [m[1]!.replace(/\\n/g, ' ').replace(/\\(.)/g, '$1').replace(/\s+/g, ' ').trim(), m[2] === '1' ? topic.toLowerCase() : 'other']);
+    writeFileSync(out[side], 'text,label\n' + rows.map(([t, l]) => `"${t!.replace(/"/g, '""')}",${l}`).join('\n') + '\n');
+  }
+  return out;
+}
 
 export const SET_NAMES = Object.keys(SETS);
 
