@@ -90,6 +90,27 @@ test('small-data edge cases: a one-image class warns and falls back to C = 1; a 
   assert.match(bad.stderr, /hint: /);
 });
 
+test('graft rank: every candidate cut scored in closed form, the best by LogME probed by k-fold CV, against a raw-pixel baseline', () => {
+  const t = graft('rank', train, '--backbones', 'mobilenet_v2', '--top', '2', '--json');
+  assert.equal(t.code, 0, t.stderr);
+  const r = t.json();
+  assert.equal(r.n, 150);
+  assert.ok(r.ranking.length >= 68, `${r.ranking.length} candidates`);
+  const probed = r.ranking.filter((q: { cvAccuracy: number | null }) => q.cvAccuracy !== null);
+  assert.equal(probed.length, 2);
+  assert.deepEqual(r.ranking.slice(0, 2), probed, 'probed candidates first');
+  assert.ok(probed[0].cvAccuracy >= probed[1].cvAccuracy);
+  for (const q of r.ranking) {
+    for (const s of ['logme', 'hScore', 'knn', 'leep', 'nce']) assert.ok(Number.isFinite(q.scores[s]), `${q.cut} ${s}`);
+  }
+  // The probed two are LogME's top two.
+  const byLogme = [...r.ranking].sort((a: { scores: { logme: number } }, b: { scores: { logme: number } }) => b.scores.logme - a.scores.logme).slice(0, 2).map((q: { cut: string }) => q.cut).sort();
+  assert.deepEqual(probed.map((q: { cut: string }) => q.cut).sort(), byLogme);
+  assert.equal(r.baseline.kind, 'raw pixels (32x32 RGB)');
+  assert.ok(r.baseline.cvAccuracy > 0.5 && r.baseline.cvAccuracy <= 1);
+  assert.equal(r.negativeTransfer, r.baseline.cvAccuracy >= probed[0].cvAccuracy);
+});
+
 test('graft embed exports features; backbones lists and shows; bad folders are typed errors', () => {
   const out = join(dir, 'feats.safetensors');
   const e = graft('embed', train, '--cut', 'features', '--out', out, '--json');

@@ -57,7 +57,7 @@ function isAudioFolder(root: string, depth = 0): boolean {
 const USAGE = `graft: transfer learning for TypeScript
 
 usage:
-  graft train <texts.csv|.jsonl> [--backbone glove-100d] [--cut mean|sif] [--head linear|svm|ridge|mlp|knn] [--class-weight balanced]   (columns text,label)
+  graft train <texts.csv|.jsonl> [--backbone use-lite|glove-100d] [--cut mean|sif|cls] [--head linear|svm|ridge|mlp|knn] [--class-weight balanced]   (columns text,label)
   graft train <texts.csv|.jsonl> --backbone <model folder|model.onnx|owner/name[@rev]> [--cut cls|mean] [--head linear|svm|ridge|mlp|knn] [--class-weight balanced]
               a BERT-family ONNX encoder with its tokenizer.json (hub layout; GRAFT_HUB_ENDPOINT, GRAFT_OFFLINE=1)
   graft train <texts.csv|.jsonl|.conll> --backbone <encoder> --task classify|pair|ner [--mode finetune|gradual|probe|setfit]

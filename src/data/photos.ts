@@ -110,14 +110,15 @@ export async function writePhotoFolders(root: string, o: PhotoFolderOptions = {}
 }
 
 /** Raw pixels of every image under an image folder: side x side, squashed, in [0, 1]; RGB, or the first channel only. */
-export async function pixelRows(root: string, side: number, channels: 1 | 3 = 3): Promise<{ x: Float32Array; y: Int32Array; n: number; dim: number; classes: string[] }> {
+export async function pixelRows(root: string, side: number, channels: 1 | 3 = 3, paths?: string[]): Promise<{ x: Float32Array; y: Int32Array; n: number; dim: number; classes: string[]; kept: Int32Array }> {
   const f = readImageFolder(root, { valFraction: 0 });
-  const d = await decodeAll(f.train.paths, { size: [side, side], resize: 'squash', scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] });
+  if (paths) f.train = { paths, y: new Int32Array(paths.length) };
+  const d = await decodeAll(f.train.paths, { size: [side, side], resize: 'squash', scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] }, { onSkip: () => {} });
   const plane = side * side;
   const dim = channels * plane;
   const x = new Float32Array(d.kept.length * dim);
   for (let i = 0; i < d.kept.length; i++) x.set(d.x.subarray(3 * plane * i, 3 * plane * i + dim), i * dim); // CHW: the first plane is one channel
-  return { x, y: Int32Array.from(d.kept, (i) => f.train.y[i]!), n: d.kept.length, dim, classes: f.classes };
+  return { x, y: Int32Array.from(d.kept, (i) => f.train.y[i]!), n: d.kept.length, dim, classes: f.classes, kept: d.kept };
 }
 
 /**

@@ -88,6 +88,22 @@ test('sequence classification: fine-tuning with --mode gradual unfreezes one gro
   for (const q of probs) assert.ok(Math.abs(q.ham + q.spam - 1) < 1e-5);
 });
 
+test('sequence classification: default fine-tuning is LP-FT (the convex probe as the head, pooling by its CV, rate from the finder, epochs from a step budget)', () => {
+  const out = join(dir, 'lpft');
+  const t = graft('train', spam.train, '--backbone', ENC, '--task', 'classify', '--mode', 'finetune', '--out', out, '--json');
+  assert.equal(t.code, 0, t.stderr);
+  const r = t.json();
+  assert.deepEqual(r.stages.map((s: { name: string }) => s.name), ['fine-tune'], 'no random-head stage');
+  assert.match(t.stderr, /head: the convex probe on (cls|mean)-pooled embeddings \(C = [\d.e+-]+, cross-validated accuracy [\d.]+%\), then fine-tuning from it \(LP-FT\)/);
+  assert.match(t.stderr, /learning rate [\d.e+-]+ from the lr finder/);
+  const card = JSON.parse(readFileSync(join(out, 'graft.json'), 'utf8'));
+  assert.equal(card.training.headInit.kind, 'convex probe (LP-FT)');
+  assert.ok(card.training.lr >= 1e-5 && card.training.lr <= 3e-4, `lr ${card.training.lr}`);
+  assert.ok(r.stages[0].epochs >= 2 && r.stages[0].epochs <= 10);
+  if (r.kept === 'head') assert.match(r.note, /below the head-only stage/);
+  assert.ok(r.valAccuracy > 0.6, `validation accuracy ${r.valAccuracy}`);
+});
+
 test('sentence pairs: text and text_pair share one sequence with segment ids; eval and predict read both columns', async () => {
   const enc = await loadTextEncoder(ENC);
   const one = enc.tokenizer.encodePairOne('free money', 'click here');

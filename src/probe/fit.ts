@@ -70,6 +70,8 @@ export interface ProbeOptions {
   /** Linear heads: 'balanced' weighs each class by n / (k n_c). */
   classWeight?: 'balanced' | null;
   protocol?: Protocol;
+  /** A no-transfer baseline's features (raw pixels, TF-IDF): its cross-validated probe is compared with the chosen cut's. */
+  baseline?: { kind: string; x: Float32Array; d: number };
   epochs?: number;
   lr?: number;
   seed?: number;
@@ -97,6 +99,8 @@ export interface ProbeFit {
   /** The convex fit (linear, svm, ridge heads). */
   convex: ConvexFit | null;
   warnings: string[];
+  /** The no-transfer baseline's cross-validated accuracy, where one was given. */
+  baseline: { kind: string; cvAccuracy: number } | null;
 }
 
 export function checkHead(head: string): HeadKind {
@@ -238,7 +242,18 @@ export async function fitProbe(f: ProbeFeatures, o: ProbeOptions = {}): Promise<
     diagnosis = diagnose({ history, trainAccuracy, valAccuracy, classes: k, nTrain: train.n, canFineTune: true });
   }
   if (warnings.length) diagnosis.evidence.push(...warnings.map((w) => `warning: ${w}`));
-  return { cut, cutScores, cutLogme: short.logme, head, trainAccuracy, valAccuracy, valMacroF1, diagnosis, learner, headConfig: net.config, protocol, cvAccuracy, cvStd, convex, warnings };
+  let baseline: { kind: string; cvAccuracy: number } | null = null;
+  if (o.baseline && cvAccuracy !== null) {
+    const b = await fitConvexProbe(o.baseline.x, f.yTrain, o.baseline.d, k, { seed, ...(o.threads ? { threads: o.threads } : {}) });
+    baseline = { kind: o.baseline.kind, cvAccuracy: b.cvAccuracy ?? b.trainAccuracy };
+    diagnosis.evidence.push(`no-transfer baseline (${o.baseline.kind}): ${(100 * baseline.cvAccuracy).toFixed(1)}% cross-validated, against ${(100 * cvAccuracy).toFixed(1)}% with the backbone`);
+    if (baseline.cvAccuracy >= cvAccuracy) {
+      diagnosis.summary = `Negative transfer: a probe on ${o.baseline.kind} (${(100 * baseline.cvAccuracy).toFixed(1)}%) does at least as well as the pretrained features (${(100 * cvAccuracy).toFixed(1)}%). ${diagnosis.summary}`;
+      diagnosis.advice.unshift('The backbone does not help on this data: train on the raw data, or try another backbone (graft rank compares them with the baseline).');
+      log(`warning: negative transfer: ${o.baseline.kind} gives ${(100 * baseline.cvAccuracy).toFixed(1)}% cross-validated, the backbone ${(100 * cvAccuracy).toFixed(1)}%`);
+    }
+  }
+  return { baseline, cut, cutScores, cutLogme: short.logme, head, trainAccuracy, valAccuracy, valMacroF1, diagnosis, learner, headConfig: net.config, protocol, cvAccuracy, cvStd, convex, warnings };
 }
 
 /** Saves a fitted probe as a model folder; `graph` is the self-contained inference graph. */
@@ -255,7 +270,7 @@ export function saveProbe(out: string, p: ProbeFit, f: ProbeFeatures, o: ProbeOp
       ...(p.convex ? { solver: 'lbfgs', loss: p.convex.loss, C: p.convex.C, folds: p.convex.folds, penaltyPath: p.convex.path.map(({ C, accuracy, std }) => ({ C, accuracy, std })), converged: p.convex.converged }
         : { epochs: o.epochs ?? 40, epochsRun: p.learner.history.length, lr: o.lr ?? 3e-3, optimizer: p.learner.opt.options }),
     },
-    metrics: { trainAccuracy: p.trainAccuracy, valAccuracy: p.valAccuracy, valMacroF1: p.valMacroF1, cvAccuracy: p.cvAccuracy, cvStd: p.cvStd, nTrain: f.yTrain.length, nVal: f.yVal?.length ?? 0, ...o.extraMetrics },
+    metrics: { trainAccuracy: p.trainAccuracy, valAccuracy: p.valAccuracy, valMacroF1: p.valMacroF1, cvAccuracy: p.cvAccuracy, cvStd: p.cvStd, baseline: p.baseline, nTrain: f.yTrain.length, nVal: f.yVal?.length ?? 0, ...o.extraMetrics },
     history: p.learner.history, diagnosis: p.diagnosis,
     provenance: { data: o.data, graft: GRAFT_VERSION, node: process.version, onnxruntime: ort.env.versions.node ?? 'unknown' },
   }, o.graph.toBytes(), o.extraFiles);

@@ -13,7 +13,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 test('text probe on real emails (SpamAssassin) with GloVe: pooling chosen by CV, >= 90% on held-out mail', { timeout: 300_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'graft-text-probe-'));
   const { train, test: testCsv } = writeSpamSplit(dir, 300, 200, 0);
-  const r = await trainText({ data: train, out: join(dir, 'model') });
+  const r = await trainText({ data: train, out: join(dir, 'model'), backbone: 'glove-100d' });
   assert.deepEqual(Object.keys(r.cutScores), ['mean', 'sif']);
   assert.equal(r.cutScores[r.cut], Math.max(...Object.values(r.cutScores)));
   const e = await evalText(join(dir, 'model'), testCsv);

@@ -82,7 +82,7 @@ function sourceHead(bb: ImageBackbone): CutPoint | null {
   return { name: 'source-head', tensor: out.name, shape: [out.shape[1]] };
 }
 
-function verdictOf(ranking: RankEntry[], baseline: Baseline): { negativeTransfer: boolean; verdict: string } {
+export function verdictOf(ranking: RankEntry[], baseline: Baseline): { negativeTransfer: boolean; verdict: string } {
   const best = ranking.find((r) => r.cvAccuracy !== null);
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   if (!best) return { negativeTransfer: false, verdict: 'no candidate was probed' };
