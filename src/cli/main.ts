@@ -100,7 +100,7 @@ function fineTuneOptions(v: Record<string, string | boolean | undefined>): Parti
     lrMult: num(str('lr-mult'), 'lr-mult'), l2sp: num(str('l2sp'), 'l2sp'), mixup: num(str('mixup'), 'mixup'), size: num(str('size'), 'size', true),
     freezeEpochs: num(str('freeze-epochs'), 'freeze-epochs', true), batchSize: num(str('batch-size'), 'batch-size', true),
     labelSmoothing: num(str('label-smoothing'), 'label-smoothing'), dropout: num(str('dropout'), 'dropout'), weightDecay: num(str('weight-decay'), 'weight-decay'),
-    patience: num(str('patience'), 'patience', true), checkpoint: str('checkpoint'), resume: v['resume'] === true ? true : undefined, augment: v['augment'] === true ? true : v['no-augment'] === true ? false : undefined,
+    patience: num(str('patience'), 'patience', true), checkpoint: str('checkpoint'), resume: v['resume'] === true ? true : undefined, augment: v['augment'] === true ? true : v['no-augment'] === true ? false : undefined, probeFallback: v['no-probe-fallback'] === true ? false : undefined,
   };
   return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<FineTuneImagesOptions>;
 }
@@ -136,7 +136,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           optimizer: { type: 'string' }, schedule: { type: 'string' }, 'label-smoothing': { type: 'string' }, patience: { type: 'string' },
           threads: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' }, cut: { type: 'string' }, 'no-cache': { type: 'boolean' }, data: { type: 'string' },
           mode: { type: 'string' }, unfreeze: { type: 'string' }, 'lr-mult': { type: 'string' }, l2sp: { type: 'string' }, mixup: { type: 'string' },
-          augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' }, size: { type: 'string' }, 'freeze-epochs': { type: 'string' }, bn: { type: 'string' },
+          augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' }, 'no-probe-fallback': { type: 'boolean' }, size: { type: 'string' }, 'freeze-epochs': { type: 'string' }, bn: { type: 'string' },
           'class-weight': { type: 'string' }, backbones: { type: 'string' }, top: { type: 'string' }, all: { type: 'boolean' }, task: { type: 'string' }, 'pair-column': { type: 'string' }, warmup: { type: 'string' }, 'val-data': { type: 'string' }, 'max-length': { type: 'string' },
         },
       });

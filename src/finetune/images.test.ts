@@ -74,13 +74,19 @@ test('default fine-tuning is LP-FT: the convex probe as the head, augmentation f
   assert.match(t.stderr, /head: the convex probe \(C = [\d.e+-]+, cross-validated accuracy [\d.]+%\), then fine-tuning from it \(LP-FT\)/);
   assert.match(t.stderr, /learning rate [\d.e+-]+ from the lr finder/);
   const card = JSON.parse(readFileSync(join(out, 'graft.json'), 'utf8'));
-  assert.equal(card.training.headInit.kind, 'convex probe (LP-FT)');
-  assert.equal(card.training.augment, true);
   // 96 training images at batch 16: 6 steps per epoch, 240 / 6 = 40 epochs, capped at 20.
   assert.equal(r.stages[0].epochs, 20);
-  assert.ok(card.training.lr >= 1e-5 && card.training.lr <= 3e-3, `lr ${card.training.lr}`);
-  // Fine-tuning never ends below the probe it started from (on the validation split).
-  if (r.kept === 'head') assert.match(r.note, /below the head-only stage/);
+  assert.ok(r.stages[0].lr.at(-1) >= 1e-5 && r.stages[0].lr.at(-1) <= 3e-3, `lr ${r.stages[0].lr}`);
+  // Never below the default probe on the validation split: when the probe (its cut searched) scores
+  // higher, the probe is what is saved.
+  if (r.kept === 'probe') {
+    assert.match(r.note, /the default probe \(cut [^)]+\) scored [\d.]+ on validation, above fine-tuning's [\d.]+: saved the probe/);
+    assert.equal(card.training.solver, 'lbfgs');
+  } else {
+    assert.equal(card.training.headInit.kind, 'convex probe (LP-FT)');
+    assert.equal(card.training.augment, true);
+    if (r.kept === 'head') assert.match(r.note, /below the head-only stage/);
+  }
 });
 
 test('graft train --mode gradual unfreezes one more group each epoch; --augment reruns the prefix instead of caching it', () => {
@@ -95,7 +101,7 @@ test('graft train --mode gradual unfreezes one more group each epoch; --augment 
 
 test('mixup, L2-SP and label smoothing are recorded and train', () => {
   const out = join(dir, 'reg');
-  const t = graft('train', train, '--mode', 'finetune', '--unfreeze', '1', '--epochs', '2', '--mixup', '0.4', '--l2sp', '1', '--label-smoothing', '0.1', ...small, '--out', out, '--json');
+  const t = graft('train', train, '--mode', 'finetune', '--unfreeze', '1', '--epochs', '2', '--mixup', '0.4', '--l2sp', '1', '--label-smoothing', '0.1', '--no-probe-fallback', ...small, '--out', out, '--json');
   assert.equal(t.code, 0, t.stderr);
   const card = JSON.parse(readFileSync(join(out, 'graft.json'), 'utf8'));
   assert.equal(card.training.mixup, 0.4);

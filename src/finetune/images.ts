@@ -6,7 +6,7 @@
  * starts there; with augmentation the frozen prefix runs again on each epoch's augmented pixels.
  * The saved model.onnx is one graph from prepared pixels to probabilities, fine-tuned weights baked in.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { GraftError } from '../errors.ts';
 import { type ImageBackbone, checkImageBackboneId, findCut, loadImageBackbone } from '../backbones/image.ts';
@@ -22,6 +22,7 @@ import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/
 import { crossEntropy } from '../train/losses.ts';
 import { type FineTuneResult, type PolicyKind, StageTracker, discriminativeLrs, lowestTrainable, planStages, runStages } from '../train/policies.ts';
 import { fitConvexProbe } from '../probe/convex.ts';
+import { trainImages } from '../probe/images.ts';
 import { diagnose } from '../train/diagnose.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
 import { buildInferenceGraph } from '../train/compiled.ts';
@@ -60,6 +61,8 @@ export interface FineTuneImagesOptions {
   cacheRoot?: string;
   checkpoint?: string;
   resume?: boolean;
+  /** LP-FT: save the default probe instead when it scores higher on validation (default true). */
+  probeFallback?: boolean;
   log?: (line: string) => void;
 }
 
@@ -289,6 +292,28 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
       const pred = argmaxRows(ev.logits, k);
       valAccuracy = accuracy(p.val.y as Int32Array, pred);
       valMacroF1 = macroF1(p.val.y as Int32Array, pred, k);
+    }
+    // The default probe (its cut searched over every block output) on the same split: fine-tuning that
+    // ends below it on validation data saves the probe instead, so the default never ends below it.
+    if (lpft && valAccuracy !== null && o.probeFallback !== false) {
+      const tmp = `${o.out.replace(/\/+$/, '')}.probe`;
+      const pr = await trainImages({
+        data: o.data, out: tmp, backbone: o.backbone ?? p.bb.id, val: o.val ?? 0.2, seed, ...(o.threads ? { threads: o.threads } : {}),
+        ...(o.cacheRoot ? { cacheRoot: o.cacheRoot } : {}), cache: o.cache ?? true,
+      });
+      if (pr.valAccuracy !== null && pr.valAccuracy > valAccuracy) {
+        const why = `the default probe (cut ${pr.cut}) scored ${pr.valAccuracy.toFixed(4)} on validation, above fine-tuning's ${valAccuracy.toFixed(4)}: saved the probe`;
+        log(why);
+        rmSync(o.out, { recursive: true, force: true });
+        renameSync(tmp, o.out);
+        rmSync(ckpt, { force: true });
+        return {
+          out: o.out, labels: folder.classes, backbone: p.bb.id, mode: kind, stages: done, kept: 'probe', note: note ? `${why}; ${note}` : why, trainedGroups: ['head'],
+          cachedPrefix: p.cachedPrefix, trainAccuracy: pr.trainAccuracy, valAccuracy: pr.valAccuracy, valMacroF1: pr.valMacroF1, bestEpoch: null, skipped: p.skipped,
+          seconds: (performance.now() - t0) / 1000, diagnosis: pr.diagnosis,
+        };
+      }
+      rmSync(tmp, { recursive: true, force: true });
     }
     const trainedGroups = net.groups.slice(Math.min(...stages.map((s) => s.trainFrom)));
     const diagnosis = diagnose({
