@@ -38,6 +38,8 @@ export interface TrainCsvOptions {
   schedule?: ScheduleOptions['kind'];
   labelSmoothing?: number;
   patience?: number;
+  /** MLP: train again on every row for the chosen number of epochs (default true); false keeps the model that was validated. */
+  refit?: boolean;
   /** Checkpoint file (default: beside the output folder); kept until the model is saved. */
   checkpoint?: string;
   resume?: boolean;
@@ -153,14 +155,17 @@ export async function trainCsv(o: TrainCsvOptions): Promise<TrainResult> {
     },
   }] : []);
   interface Selected { bestEpochs: number; trainAccuracy: number; valAccuracy: number | null; valMacroF1: number | null; valLoss: number | null; cvAccuracy: number | null; cvStd: number | null; nVal: number; history: EpochRecord[]; stoppedEarly: boolean }
-  let sel: Selected | null = o.resume && existsSync(selectFile) ? JSON.parse(readFileSync(selectFile, 'utf8')) as Selected : null;
+  let sel: Selected | null = o.resume && existsSync(selectFile) && o.refit !== false ? JSON.parse(readFileSync(selectFile, 'utf8')) as Selected : null;
+  let kept: { learner: Learner; net: Network; n: number } | null = null;
   if (!sel) {
     if (protocol.valFraction > 0) {
       const s = stratifiedSplit(y, protocol.valFraction, seed);
       const train = subset(s.train);
       const val = subset(s.val);
       const early = new EarlyStopping({ monitor: 'valLoss', patience: o.patience ?? 8 });
-      const learner = makeLearner(makeNet(train), train, val, [new ProgressBar(), early, new Checkpoint(ckpt), ...(o.callbacks ?? []), ...logCb('')]);
+      const net = makeNet(train);
+      const learner = makeLearner(net, train, val, [new ProgressBar(), early, new Checkpoint(ckpt), ...(o.callbacks ?? []), ...logCb('')]);
+      let keep = false;
       try {
         if (o.resume && existsSync(ckpt)) learner.loadCheckpoint(ckpt);
         await learner.fit(epochs, { lr, schedule });
@@ -170,8 +175,9 @@ export async function trainCsv(o: TrainCsvOptions): Promise<TrainResult> {
           bestEpochs: Math.max(1, early.bestEpoch + 1), trainAccuracy: (await learner.evaluate(train)).accuracy, valAccuracy: accuracy(val.y as Int32Array, pred),
           valMacroF1: macroF1(val.y as Int32Array, pred, k), valLoss: v.loss, cvAccuracy: null, cvStd: null, nVal: val.n, history: learner.history, stoppedEarly: early.stoppedEpoch >= 0,
         };
+        if (o.refit === false) { kept = { learner, net, n: train.n }; keep = true; }
       } finally {
-        await learner.dispose();
+        if (!keep) await learner.dispose();
       }
     } else {
       // k folds (at most 3): the mean validation loss per epoch picks the epoch count.
@@ -204,8 +210,28 @@ export async function trainCsv(o: TrainCsvOptions): Promise<TrainResult> {
         o.log?.(`${nf}-fold cross-validation: ${sel.bestEpochs} epochs, accuracy ${(100 * m).toFixed(1)}% +- ${(100 * sel.cvStd!).toFixed(1)}`);
       }
     }
-    writeFileAtomic(selectFile, JSON.stringify(sel));
-    rmSync(ckpt, { force: true });
+    if (!kept) {
+      writeFileAtomic(selectFile, JSON.stringify(sel));
+      rmSync(ckpt, { force: true });
+    }
+  }
+  const save = (l: Learner, net: Network, s: Selected, trainAccuracy: number, nTrain: number, refitted: boolean): TrainResult => {
+    // The curves that chose the epochs are the ones that say whether the MLP over- or underfits.
+    const diagnosis = s.history.length ? diagnose({ history: s.history, trainAccuracy: s.trainAccuracy, valAccuracy: s.valAccuracy, classes: k, nTrain: nTrain - (refitted ? s.nVal : 0) })
+      : diagnose({ history: l.history, trainAccuracy, valAccuracy: null, classes: k, nTrain });
+    saveModel(o.out, card(net, {
+      epochs, epochsRun: s.bestEpochs, ...(refitted ? { refit: { rows: nTrain, epochs: s.bestEpochs } } : {}), lr, batchSize: bs, seed, val: protocol.valFraction, optimizer: l.opt.options,
+      schedule, loss: l.loss.config,
+    }, { trainAccuracy, valAccuracy: s.valAccuracy, valMacroF1: s.valMacroF1, valLoss: s.valLoss, cvAccuracy: s.cvAccuracy, cvStd: s.cvStd, nTrain, nVal: s.nVal },
+    s.history.length ? s.history : l.history, diagnosis), l.exportOnnx('softmax'));
+    for (const f of [ckpt, refitCkpt, selectFile]) rmSync(f, { force: true });
+    return {
+      out: o.out, labels: classes, epochs: s.bestEpochs, trainAccuracy, valAccuracy: s.valAccuracy, valMacroF1: s.valMacroF1, valLoss: s.valLoss,
+      cvAccuracy: s.cvAccuracy, cvStd: s.cvStd, protocol, seconds: (performance.now() - t0) / 1000, stoppedEarly: s.stoppedEarly, diagnosis,
+    };
+  };
+  if (kept) {
+    try { return save(kept.learner, kept.net, sel, sel.trainAccuracy, kept.n, false); } finally { await kept.learner.dispose(); }
   }
   const train = subset(all);
   const net = makeNet(train);
@@ -213,20 +239,7 @@ export async function trainCsv(o: TrainCsvOptions): Promise<TrainResult> {
   try {
     if (o.resume && existsSync(refitCkpt)) refit.loadCheckpoint(refitCkpt);
     await refit.fit(sel.bestEpochs, { lr, schedule });
-    const trainAccuracy = (await refit.evaluate(train)).accuracy;
-    // The curves that chose the epochs are the ones that say whether the MLP over- or underfits.
-    const diagnosis = sel.history.length ? diagnose({ history: sel.history, trainAccuracy: sel.trainAccuracy, valAccuracy: sel.valAccuracy, classes: k, nTrain: train.n - sel.nVal })
-      : diagnose({ history: refit.history, trainAccuracy, valAccuracy: null, classes: k, nTrain: train.n });
-    saveModel(o.out, card(net, {
-      epochs, epochsRun: sel.bestEpochs, refit: { rows: train.n, epochs: sel.bestEpochs }, lr, batchSize: bs, seed, val: protocol.valFraction, optimizer: refit.opt.options,
-      schedule, loss: refit.loss.config,
-    }, { trainAccuracy, valAccuracy: sel.valAccuracy, valMacroF1: sel.valMacroF1, valLoss: sel.valLoss, cvAccuracy: sel.cvAccuracy, cvStd: sel.cvStd, nTrain: train.n, nVal: sel.nVal },
-    sel.history.length ? sel.history : refit.history, diagnosis), refit.exportOnnx('softmax'));
-    for (const f of [ckpt, refitCkpt, selectFile]) rmSync(f, { force: true });
-    return {
-      out: o.out, labels: classes, epochs: sel.bestEpochs, trainAccuracy, valAccuracy: sel.valAccuracy, valMacroF1: sel.valMacroF1, valLoss: sel.valLoss,
-      cvAccuracy: sel.cvAccuracy, cvStd: sel.cvStd, protocol, seconds: (performance.now() - t0) / 1000, stoppedEarly: sel.stoppedEarly, diagnosis,
-    };
+    return save(refit, net, sel, (await refit.evaluate(train)).accuracy, train.n, true);
   } finally {
     await refit.dispose();
   }

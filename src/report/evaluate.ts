@@ -82,7 +82,16 @@ const pct = (x: number) => `${Math.round(100 * x)}%`;
  * Training's held-out split of `y`, reproduced from the recorded val fraction (default 0.2) and seed;
  * null when training used no validation data or the sizes do not match what graft.json records.
  */
+/** Whether the saved model was refitted on every labelled example after validation (convex probes, the CSV MLP). */
+function refitted(card: ModelCard): boolean {
+  const has = (o: unknown) => typeof o === 'object' && o !== null && (o as Record<string, unknown>)['refit'] !== undefined;
+  return has(card.training) || has(card.head) || has(card.metrics);
+}
+
+const REFIT_CAVEAT = 'The model was refitted on every labelled example after its validation split was scored, so these are training data and the scores are optimistic; graft.json records the held-out estimate (metrics.valAccuracy, metrics.cvAccuracy).';
+
 function heldOut(card: ModelCard, y: Int32Array, slack = 0): { idx: Int32Array; fraction: number; seed: number } | null {
+  if (refitted(card)) return null;
   const t = card.training ?? {};
   const fraction = typeof t['val'] === 'number' ? t['val'] : 0.2;
   const seed = typeof t['seed'] === 'number' ? t['seed'] : 0;
@@ -143,7 +152,7 @@ function folderSet(card: ModelCard, c: Chosen, extensions?: readonly string[]): 
   if (f.val) return { ...of(f.val, f.classes), description: `the ${f.val.paths.length} files in ${c.data}/val/` };
   const recorded = recordedData(card);
   const sameAsTraining = c.fromCard || recorded === c.data;
-  if (sameAsTraining) {
+  if (sameAsTraining && !refitted(card)) {
     const t = card.training ?? {};
     const fraction = typeof t['val'] === 'number' ? t['val'] : 0.2;
     const seed = typeof t['seed'] === 'number' ? t['seed'] : 0;
@@ -160,7 +169,7 @@ function folderSet(card: ModelCard, c: Chosen, extensions?: readonly string[]): 
   const all = of(f.train, f.classes);
   return {
     ...all, description: `all ${all.paths.length} files of ${c.data}`,
-    ...(sameAsTraining ? { caveat: 'These include the examples the model was trained on, so the scores are optimistic.' } : {}),
+    ...(sameAsTraining ? { caveat: refitted(card) ? REFIT_CAVEAT : 'These include the examples the model was trained on, so the scores are optimistic.' } : {}),
   };
 }
 
@@ -200,7 +209,7 @@ export async function evaluateForReport(dir: string, o: EvaluateOptions = {}): P
         description = `the ${idx.length} validation rows of ${c.data} (${pct(h.fraction)} held out with seed ${h.seed}, as in training)`;
       } else {
         caveat = same
-          ? 'The model was trained on these rows (no validation split could be reproduced), so the scores are optimistic.'
+          ? (refitted(card) ? REFIT_CAVEAT : 'The model was trained on these rows (no validation split could be reproduced), so the scores are optimistic.')
           : 'The file has changed since training (its sha256 differs); it may include rows the model was trained on.';
       }
     }
@@ -250,7 +259,7 @@ export async function evaluateForReport(dir: string, o: EvaluateOptions = {}): P
       if (h) {
         idx = h.idx;
         description = `the ${idx.length} validation texts of ${c.data} (${pct(h.fraction)} held out with seed ${h.seed}, as in training)`;
-      } else caveat = 'The model was trained on these texts (no validation split could be reproduced), so the scores are optimistic.';
+      } else caveat = refitted(card) ? REFIT_CAVEAT : 'The model was trained on these texts (no validation split could be reproduced), so the scores are optimistic.';
     }
     const texts = Array.from(idx, (i) => t.texts[i]!);
     const { y } = encodeLabels(Array.from(idx, (i) => t.labels![i]!), labels);

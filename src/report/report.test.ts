@@ -63,7 +63,8 @@ let csvModel: string;
 before(async () => {
   digits = writeDigitsSplit(dir);
   csvModel = join(dir, 'digits-model');
-  await trainCsv({ train: digits.train, out: csvModel, head: 'linear', epochs: 6, lr: 3e-3, threads: 1 });
+  // The validated model itself (no refit on all rows), so the report's held-out split is really held out.
+  await trainCsv({ train: digits.train, out: csvModel, head: 'mlp', epochs: 6, lr: 3e-3, threads: 1, refit: false });
   // What `graft lr-find` will record (a later issue): the sweep and its suggestion.
   const card = JSON.parse(readFileSync(join(csvModel, 'graft.json'), 'utf8'));
   const lrs = Array.from({ length: 60 }, (_, i) => 1e-6 * 10 ** (i / 10));
@@ -193,6 +194,22 @@ test('graft report on a digits model: recorded data (held-out split), --data, an
   assert.ok(orange > 200, `no validation-loss line in the screenshot (${orange} orange pixels)`);
   assert.ok(green > 200, `no validation-accuracy line in the screenshot (${green} green pixels)`);
   t.diagnostic(`screenshot ${png}`);
+});
+
+test('graft report on a convex probe: the penalty search drawn, and no held-out claim for a model refitted on every row', async () => {
+  const model = join(dir, 'digits-convex');
+  await trainCsv({ train: digits.train, out: model, head: 'linear', threads: 1 });
+  const card = readCard(model);
+  assert.equal(card.training['solver'], 'lbfgs');
+  const r = await cli('report', model, '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const res = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  assert.match(res.description, /^all \d+ rows of /, 'the validation rows are training data after the refit');
+  const html = readFileSync(res.out, 'utf8');
+  assert.match(html, /refitted on every labelled example after its validation split was scored/);
+  assert.match(html, /id="chart-penalty"/);
+  assert.match(html, /Cross-validated accuracy against the L2 penalty/);
+  assert.match(html, /convex probe \(logistic, L-BFGS\), C [\d.e+-]+ by 5-fold CV/);
 });
 
 test('graft report on an image model: the test/ folder, thumbnails of the confidently wrong images as data: URIs', async (t) => {

@@ -101,7 +101,9 @@ function header(card: ModelCard, o: ReportOptions): string {
     metaItem('input', `${esc(card.input.kind)} [${card.input.shape.map(esc).join(' × ')}]${card.input.kind === 'features' ? `, ${card.input.columns.length} columns` : ''}`),
     metaItem('backbone', card.backbone ? `${esc(card.backbone.id)} at <code>${esc(card.backbone.cut)}</code>` : 'none (features as given)'),
     metaItem('head', headKind !== undefined ? esc(headKind) : '–'),
-    metaItem('training', `${num(t['epochsRun'] ?? t['epochs'])} epochs, lr ${num(t['lr'], 3)}, seed ${num(t['seed'])}`),
+    metaItem('training', t['solver'] === 'lbfgs'
+      ? `convex probe (${esc(String(t['loss'] ?? 'logistic'))}, L-BFGS), C ${num(t['C'], 3)} by ${num(t['folds'])}-fold CV, seed ${num(t['seed'])}`
+      : `${num(t['epochsRun'] ?? t['epochs'])} epochs, lr ${num(t['lr'], 3)}, seed ${num(t['seed'])}`),
     metaItem('recorded metrics', [
       typeof m['trainAccuracy'] === 'number' ? `train acc ${pct(m['trainAccuracy'])}` : '',
       typeof m['valAccuracy'] === 'number' ? `val acc ${pct(m['valAccuracy'])}` : '',
@@ -181,6 +183,15 @@ ${worstSection(e)}
 </section>`;
 }
 
+/** The penalty search of a convex probe, with the protocol that ran, where graft.json records one. */
+function penaltyPathOf(card: ModelCard): (Array<{ C: number; accuracy: number }> & { chosen: number; protocol: string }) | null {
+  const t = (card.training ?? {}) as Record<string, unknown>;
+  const path = t['penaltyPath'] as Array<{ C: number; accuracy: number }> | undefined;
+  if (!Array.isArray(path) || !path.length || typeof t['C'] !== 'number') return null;
+  const protocol = (t['protocol'] as { reason?: string } | undefined)?.reason;
+  return Object.assign([...path], { chosen: t['C'] as number, protocol: protocol ? `Protocol: ${protocol}.` : '' });
+}
+
 /** The report page for a model card and its evaluation (null: none, with `noEvalReason`). */
 export function renderReport(card: ModelCard, evalResult: EvalResult | null, o: ReportOptions = {}): string {
   const h = historyOf(card);
@@ -191,7 +202,18 @@ export function renderReport(card: ModelCard, evalResult: EvalResult | null, o: 
     charts.push(...cs);
     curves = `<div class="charts">${cs.map(chartBox).join('\n')}</div>`;
   } else {
-    curves = '<p class="note">graft.json records no per-epoch history (a kNN head, for one, has no epochs).</p>';
+    const path = penaltyPathOf(card);
+    if (path) {
+      // A convex probe has no epochs: its learning curve is the cross-validated accuracy along the penalty grid.
+      const c: ChartSpec = {
+        id: 'chart-penalty', title: 'Cross-validated accuracy against the L2 penalty', xLabel: 'C (inverse penalty, log scale)', yLabel: 'accuracy', xLog: true,
+        series: [{ name: 'mean over folds', points: path.map((q) => [q.C, q.accuracy]) }, { name: `chosen C ${path.chosen.toPrecision(2)}`, points: [[path.chosen, path.find((q) => q.C === path.chosen)?.accuracy ?? null]], pointsOnly: true, color: '#d62728' }],
+      };
+      charts.push(c);
+      curves = `<div class="charts">${chartBox(c)}</div><p class="sub">A convex probe (L-BFGS to convergence): left of the chosen C it underfits (too strong a penalty), right of it the penalty no longer holds it back. ${esc(path.protocol)}</p>`;
+    } else {
+      curves = '<p class="note">graft.json records no per-epoch history (a kNN head, for one, has no epochs).</p>';
+    }
   }
   const lr = lrFindOf(card);
   let lrSection = '';
