@@ -21,7 +21,7 @@ import { Learner, type Dataset } from '../train/learner.ts';
 import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/callbacks.ts';
 import { crossEntropy } from '../train/losses.ts';
 import { type FineTuneResult, type PolicyKind, StageTracker, discriminativeLrs, lowestTrainable, planStages, runStages } from '../train/policies.ts';
-import { fitConvexProbe } from '../probe/convex.ts';
+import { fitConvexProbe, foldStandardize } from '../probe/convex.ts';
 import { trainImages } from '../probe/images.ts';
 import { diagnose } from '../train/diagnose.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
@@ -213,15 +213,7 @@ async function probeHead(p: Prepared, o: FineTuneImagesOptions, log: (s: string)
   const y = Int32Array.from(keep, (i) => p.folder.train.y[i]!);
   const k = p.folder.classes.length;
   const fit = await fitConvexProbe(x, y, d, k, { seed: o.seed ?? 0, ...(o.threads ? { threads: o.threads } : {}), log });
-  const weight = new Float32Array(d * k);
-  const bias = Float32Array.from(fit.bias);
-  for (let j = 0; j < d; j++) {
-    for (let c = 0; c < k; c++) {
-      const w = fit.weight[j * k + c]! / fit.standardize.std[j]!;
-      weight[j * k + c] = w;
-      bias[c] = bias[c]! - fit.standardize.mean[j]! * w;
-    }
-  }
+  const { weight, bias } = foldStandardize(fit);
   return { weight, bias, C: fit.C, cvAccuracy: fit.cvAccuracy, cvStd: fit.cvStd };
 }
 

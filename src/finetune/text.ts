@@ -31,7 +31,7 @@ import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/
 import { crossEntropy, tokenCrossEntropy, tokenTargets } from '../train/losses.ts';
 import { type FineTuneResult, type PolicyKind, type StagesResult, StageTracker, discriminativeLrs, planStages, runStages } from '../train/policies.ts';
 import { lrFind } from '../train/lrfind.ts';
-import { fitConvexProbe } from '../probe/convex.ts';
+import { fitConvexProbe, foldStandardize } from '../probe/convex.ts';
 import { setFit } from '../text/setfit.ts';
 import { diagnose } from '../train/diagnose.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
@@ -244,15 +244,7 @@ async function probeHead(p: Prepared, k: number, o: FineTuneTextOptions, log: (s
     if (!best || (fit.cvAccuracy ?? 0) > (best.fit.cvAccuracy ?? 0)) best = { pooling: w, fit };
   }
   const { fit, pooling } = best!;
-  const weight = new Float32Array(d * k);
-  const bias = Float32Array.from(fit.bias);
-  for (let j = 0; j < d; j++) {
-    for (let c = 0; c < k; c++) {
-      const w = fit.weight[j * k + c]! / fit.standardize.std[j]!;
-      weight[j * k + c] = w;
-      bias[c] = bias[c]! - fit.standardize.mean[j]! * w;
-    }
-  }
+  const { weight, bias } = foldStandardize(fit);
   log(`head: the convex probe on ${pooling}-pooled embeddings (C = ${fit.C.toPrecision(2)}, cross-validated accuracy ${fit.cvAccuracy !== null ? (100 * fit.cvAccuracy).toFixed(1) : '?'}%), then fine-tuning from it (LP-FT)`);
   return { weight, bias, pooling, C: fit.C, cvAccuracy: fit.cvAccuracy };
 }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { GraftError } from '../errors.ts';
-import { fitConvexProbe, convexLogits, pivotedCholesky, type ConvexLoss } from './convex.ts';
+import { fitConvexProbe, convexLogits, foldStandardize, pivotedCholesky, type ConvexLoss } from './convex.ts';
 import { lbfgs } from '../train/lbfgs.ts';
 
 interface Case { name: string; loss: ConvexLoss; C: number; k: number; d: number; x: number[]; y: number[]; weight: number[] | null; bias: number[]; objective?: number }
@@ -117,3 +117,18 @@ test('bad input: NaN features, a one-example class, a two-example class, constan
 });
 
 const fit0 = (w: Float32Array) => w.every((v) => v === 0);
+
+test('folding the standardisation into the weights gives the same logits on raw features (the LP-FT head)', async () => {
+  const c = ref.cases.find((q) => q.name === 'wide-logistic-C1.0')!;
+  const x = Float32Array.from(c.x);
+  const fit = await fitConvexProbe(x, Int32Array.from(c.y), c.d, c.k, { Cs: [1], threads: 1 });
+  const { weight, bias } = foldStandardize(fit);
+  const z = convexLogits(fit, x, c.d);
+  for (let i = 0; i < c.y.length; i++) {
+    for (let k = 0; k < c.k; k++) {
+      let v = bias[k]!;
+      for (let j = 0; j < c.d; j++) v += x[i * c.d + j]! * weight[j * c.k + k]!;
+      assert.ok(Math.abs(v - z[i * c.k + k]!) < 1e-3 * (1 + Math.abs(z[i * c.k + k]!)), `row ${i} class ${k}: ${v} vs ${z[i * c.k + k]}`);
+    }
+  }
+});

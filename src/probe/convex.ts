@@ -356,6 +356,25 @@ export async function fitConvexProbe(x: Float32Array, y: Int32Array, d: number, 
   }
 }
 
+/**
+ * The probe's weights on raw (unstandardised) features: W' = W / std per row, b' = b - mean . W', so a
+ * plain linear layer (a fine-tuning head) computes the same logits.
+ */
+export function foldStandardize(p: ConvexFit): { weight: Float32Array; bias: Float32Array } {
+  const k = p.bias.length;
+  const d = p.weight.length / k;
+  const weight = new Float32Array(d * k);
+  const bias = Float64Array.from(p.bias);
+  for (let j = 0; j < d; j++) {
+    for (let c = 0; c < k; c++) {
+      const w = p.weight[j * k + c]! / p.standardize.std[j]!;
+      weight[j * k + c] = w;
+      bias[c] = bias[c]! - p.standardize.mean[j]! * w;
+    }
+  }
+  return { weight, bias: Float32Array.from(bias) };
+}
+
 /** Logits of a fitted probe on raw features x [m, d] (standardisation applied), float64. */
 export function convexLogits(p: ConvexFit, x: Float32Array, d: number): Float64Array {
   const k = p.bias.length;

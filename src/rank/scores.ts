@@ -26,6 +26,7 @@
  * of a constant regressor, an H-score of 0 and kNN a vote among ties (nearest = lowest index); all-zero
  * features give LogME the evidence of the zero regressor.
  */
+import { argmaxRows } from '../train/metrics.ts';
 import { GraftError } from '../errors.ts';
 import { stratifiedFolds } from '../probe/heads.ts';
 import { cholesky, choleskySolveWith, symEig } from './linalg.ts';
@@ -335,17 +336,8 @@ export function leep(sourceProbs: Float32Array | Float64Array, y: Int32Array, kS
   return total / n;
 }
 
-/** Argmax class of each row of n x kSource probabilities (lowest index on ties). */
-export function argmaxRows(probs: Float32Array | Float64Array, kSource: number): Int32Array {
-  const n = probs.length / kSource;
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let z = 1; z < kSource; z++) if (probs[i * kSource + z]! > probs[i * kSource + best]!) best = z;
-    out[i] = best;
-  }
-  return out;
-}
+/** Argmax class of each row of n x kSource probabilities (lowest index on ties): the metrics' own. */
+export { argmaxRows };
 
 // ---------------------------------------------------------------- kNN
 

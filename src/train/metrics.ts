@@ -1,7 +1,7 @@
 /** Classification metrics (sklearn semantics; zero_division = 0). */
 
 /** Index of the largest value per row of an n x k matrix (the first on ties). */
-export function argmaxRows(p: Float32Array, k: number): Int32Array {
+export function argmaxRows(p: Float32Array | Float64Array, k: number): Int32Array {
   if (!(k > 0) || p.length % k !== 0) throw new RangeError(`argmaxRows: ${p.length} values do not form rows of ${k}`);
   const n = p.length / k;
   const out = new Int32Array(n);
