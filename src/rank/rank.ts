@@ -57,12 +57,15 @@ export interface RankOptions {
   log?: (s: string) => void;
 }
 
+/** A score for sorting: a non-finite one ranks last instead of scrambling the order. */
+const finiteOr = (x: number) => (Number.isFinite(x) ? x : -Infinity);
+
 /** The `top` cuts by LogME (all of them when there are no more): the ones worth a cross-validated probe. */
 export async function shortlist(feats: Map<string, { x: Float32Array; d: number }>, y: Int32Array, k: number, top: number, o: { threads?: number } = {}): Promise<{ logme: Record<string, number>; keep: string[] }> {
   const scores: Record<string, number> = {};
   if (feats.size <= top) return { logme: scores, keep: [...feats.keys()] };
   for (const [c, { x, d }] of feats) scores[c] = await logme(x, y, d, k, o.threads ? { threads: o.threads } : {});
-  const keep = Object.entries(scores).sort((a, b) => b[1] - a[1]).slice(0, top).map(([c]) => c);
+  const keep = Object.entries(scores).sort((a, b) => finiteOr(b[1]) - finiteOr(a[1])).slice(0, top).map(([c]) => c);
   return { logme: scores, keep };
 }
 
@@ -100,7 +103,7 @@ export function orderRanking(entries: RankEntry[]): RankEntry[] {
   return [...entries].sort((a, b) => {
     if ((a.cvAccuracy === null) !== (b.cvAccuracy === null)) return a.cvAccuracy === null ? 1 : -1;
     if (a.cvAccuracy !== null && b.cvAccuracy !== null && a.cvAccuracy !== b.cvAccuracy) return b.cvAccuracy - a.cvAccuracy;
-    return b.scores.logme - a.scores.logme;
+    return finiteOr(b.scores.logme) - finiteOr(a.scores.logme);
   });
 }
 
@@ -136,7 +139,7 @@ export async function rankImages(data: string, o: RankOptions = {}): Promise<Ran
       const s = await transferScores(x, y, d, k, { ...(sourceProbs ? { sourceProbs, kSource: src!.shape[0]! } : {}), ...(o.threads ? { threads: o.threads } : {}) });
       mine.push({ backbone: id, cut: c.name, dim: d, scores: { logme: s.logme, hScore: s.hScore, knn: s.knn, ...(s.nce !== undefined ? { nce: s.nce } : {}), ...(s.leep !== undefined ? { leep: s.leep } : {}) }, cvAccuracy: null, cvStd: null });
     }
-    for (const r of [...mine].sort((a, b) => b.scores.logme - a.scores.logme).slice(0, top)) {
+    for (const r of [...mine].sort((a, b) => finiteOr(b.scores.logme) - finiteOr(a.scores.logme)).slice(0, top)) {
       const fit = await fitConvexProbe(e.features.get(r.cut)!, y, r.dim, k, { seed: o.seed ?? 0, ...(o.threads ? { threads: o.threads } : {}) });
       r.cvAccuracy = fit.cvAccuracy;
       r.cvStd = fit.cvStd;

@@ -194,3 +194,16 @@ test('bad input: typed errors for NaN, unknown or missing classes, wrong shapes;
   const s = await transferScores(good, one, d, 4);
   assert.ok(Number.isFinite(s.logme) && Number.isFinite(s.hScore) && s.knn < 1);
 });
+
+test('LogME stays finite when some feature directions have zero variance (a dead channel, n > d)', async () => {
+  const n = 400; const d = 40; const k = 4;
+  let seed = 7;
+  const rand = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+  const y = Int32Array.from({ length: n }, (_, i) => i % k);
+  const x = new Float32Array(n * d);
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) x[i * d + j] = j < 3 ? 0 : rand() + (j % k === y[i] ? 0.5 : 0);
+  const v = await logme(x, y, d, k);
+  assert.ok(Number.isFinite(v), `LogME ${v}`);
+  const s = await transferScores(x, y, d, k);
+  assert.ok(Number.isFinite(s.logme) && Number.isFinite(s.hScore) && Number.isFinite(s.knn));
+});

@@ -155,8 +155,10 @@ export function logmeFromSpectrum(s: Spectrum): number {
   const z2 = s.proj ? new Float64Array(p) : undefined;
   for (let c = 0; c < k; c++) {
     for (let j = 0; j < p; j++) {
-      q[j] = s.classSums[j * k + c]! ** 2;
-      if (z2) z2[j] = s.proj![j * k + c]! ** 2;
+      // A direction of zero variance carries nothing of y (q = 0); its projection through U is 0/0.
+      const zero = !(sigma[j]! > 0);
+      q[j] = zero ? 0 : s.classSums[j * k + c]! ** 2;
+      if (z2) z2[j] = zero || !Number.isFinite(s.proj![j * k + c]!) ? 0 : s.proj![j * k + c]! ** 2;
     }
     total += classEvidence(n, sigma, q, s.counts[c]!, z2) / n;
   }
