@@ -1,10 +1,8 @@
 /**
- * Probe helpers on cached features: the kNN head (cosine similarity to class prototypes), k-fold
- * cross-validated scoring of a cut, and a quick linear-probe fit.
+ * Probe helpers on cached features: the kNN head (cosine similarity to class prototypes) and stratified
+ * k-fold indices (the convex probes' penalty search and the rank scores use them).
  */
 import { GraftError } from '../errors.ts';
-import { fitStandardize, linearHead } from '../heads/heads.ts';
-import { Learner, type Dataset } from '../train/learner.ts';
 import type { Network } from '../train/network.ts';
 import { shuffle } from '../data/split.ts';
 
@@ -51,37 +49,4 @@ export function stratifiedFolds(y: Int32Array, k: number, seed: number): Int32Ar
     for (const i of shuffle(Int32Array.from(list), seed * 31 + c)) folds[r++ % k]!.push(i);
   }
   return folds.map((f) => Int32Array.from(f.sort((a, b) => a - b)));
-}
-
-function subset(x: Float32Array, y: Int32Array, d: number, idx: ArrayLike<number>): Dataset {
-  const out = new Float32Array(idx.length * d);
-  for (let i = 0; i < idx.length; i++) out.set(x.subarray(idx[i]! * d, (idx[i]! + 1) * d), i * d);
-  return { x: out, y: Int32Array.from(idx, (i) => y[i]!), n: idx.length };
-}
-
-/** Mean k-fold accuracy of a standardised linear probe (softmax regression) on these features. */
-export async function crossValidate(x: Float32Array, y: Int32Array, d: number, classes: number, o: { folds?: number; seed?: number; epochs?: number; threads?: number } = {}): Promise<number> {
-  const k = Math.max(2, Math.min(o.folds ?? 3, ...countPerClass(y, classes)));
-  const folds = stratifiedFolds(y, k, o.seed ?? 0);
-  let acc = 0;
-  for (let f = 0; f < k; f++) {
-    const trainIdx = folds.filter((_, j) => j !== f).flatMap((a) => Array.from(a));
-    const tr = subset(x, y, d, trainIdx);
-    const va = subset(x, y, d, folds[f]!);
-    const l = new Learner({
-      net: linearHead({ inputDim: d, classes, seed: o.seed ?? 0, standardize: fitStandardize(tr.x, tr.n, d) }),
-      train: tr, batchSize: 32, seed: o.seed ?? 0, ...(o.threads ? { threads: o.threads } : {}), optimizer: { kind: 'adamw', weightDecay: 0.01 },
-    });
-    // At least ~200 optimizer steps: on small sets 25 epochs are a few dozen steps, too few for a fair score.
-    await l.fit(o.epochs ?? Math.min(200, Math.max(25, Math.ceil(200 / Math.ceil(tr.n / 32)))), { lr: 3e-3, schedule: { kind: 'one-cycle' } });
-    acc += (await l.evaluate(va)).accuracy;
-    await l.dispose();
-  }
-  return acc / k;
-}
-
-function countPerClass(y: Int32Array, k: number): number[] {
-  const c = new Array<number>(k).fill(0);
-  for (const v of y) c[v]!++;
-  return c;
 }
