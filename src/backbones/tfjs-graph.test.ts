@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
+import { tfjs } from './tfjs-testkit.ts';
 import { GraftError } from '../errors.ts';
 import { GraphBuilder } from '../graph/builder.ts';
 import { tensor } from '../graph/tensor.ts';
@@ -21,15 +22,6 @@ import { TFJS_GRAPH_OPS, type TfjsGraphPreset, convertTfjsGraph, loadTfjsGraph }
 import { backboneGroups, backboneNetwork } from './trainable.ts';
 import { ID, SYNTH, nchwToNhwc, readPng, synthPixels } from '../../scripts/gen_centernet_fixture.ts';
 
-let tfCache: typeof TF | undefined;
-async function tfjs(): Promise<typeof TF> {
-  if (!tfCache) {
-    tfCache = await import('@tensorflow/tfjs');
-    tfCache.enableProdMode();
-    await tfCache.setBackend('cpu');
-  }
-  return tfCache;
-}
 
 const dirs: string[] = [];
 const tmp = () => { const d = mkdtempSync(join(tmpdir(), 'graft-tfgraph-')); dirs.push(d); return d; };

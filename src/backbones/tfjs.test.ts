@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
+import { tfjs } from './tfjs-testkit.ts';
 import { GraftError } from '../errors.ts';
 import { GraphBuilder } from '../graph/builder.ts';
 import { Graph } from '../graph/ir.ts';
@@ -15,16 +16,6 @@ const MODELS = new URL('../../node_modules/nsfwjs/dist/models/', import.meta.url
 // A real photo: scikit-learn's flower.jpg (CC BY 2.0, vultilion on flickr), downscaled to 400x267 with sharp.
 const PHOTO = new URL('../../fixtures/images/tfjs-flower.jpg', import.meta.url).pathname;
 
-let tfCache: typeof TF | undefined;
-/** TF.js (pure JS CPU backend), quiet: prod mode turns off its "install tfjs-node" banner. */
-async function tfjs(): Promise<typeof TF> {
-  if (!tfCache) {
-    tfCache = await import('@tensorflow/tfjs');
-    tfCache.enableProdMode();
-    await tfCache.setBackend('cpu');
-  }
-  return tfCache;
-}
 
 const isCode = (code: string) => (e: unknown) => e instanceof GraftError && e.code === code;
 

@@ -15,12 +15,11 @@
  * alphabets/ and numbers/ (their items are SVG drawings). The other boards' photos (animals, birds,
  * fruit ...) come from GCompris's downloadable words-webp set, which the Debian package does not ship.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GraftError } from '../errors.ts';
-import type { PhotoFolders } from './photos.ts';
+import { type PhotoFolders, writeSplitFolders } from './photos.ts';
 import { type RccArchive, readRcc } from './rcc.ts';
-import { stratifiedSplit } from './split.ts';
 
 export const GCOMPRIS_RCC = '/usr/share/gcompris-qt/rcc/categorization.rcc';
 export const GCOMPRIS_PACKAGE = 'gcompris-qt-data';
@@ -94,19 +93,5 @@ export interface GcomprisFolderOptions {
  */
 export async function writeGcomprisFolders(root: string, o: GcomprisFolderOptions = {}): Promise<PhotoFolders> {
   const a = openGcompris(o.rcc ?? GCOMPRIS_RCC);
-  const photos = listGcomprisPhotos(a);
-  const labels = [...new Set(photos.map((p) => p.label))].sort();
-  const y = Int32Array.from(photos, (p) => labels.indexOf(p.label));
-  const { val: test } = stratifiedSplit(y, o.testFraction ?? 0.3, o.seed ?? 0);
-  const isTest = new Set(test);
-  const counts = { train: Object.fromEntries(labels.map((l) => [l, 0])), test: Object.fromEntries(labels.map((l) => [l, 0])) };
-  for (let i = 0; i < photos.length; i++) {
-    const { label, path } = photos[i]!;
-    const side = isTest.has(i) ? 'test' : 'train';
-    const dir = join(root, side, label);
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, path.slice(path.lastIndexOf('/') + 1)), a.read(path));
-    counts[side][label]!++;
-  }
-  return { train: join(root, 'train'), test: join(root, 'test'), labels, counts };
+  return writeSplitFolders(root, listGcomprisPhotos(a), o, ({ path }, dir) => writeFileSync(join(dir, path.slice(path.lastIndexOf('/') + 1)), a.read(path)));
 }

@@ -88,23 +88,32 @@ export interface PhotoFolders {
  */
 export async function writePhotoFolders(root: string, o: PhotoFolderOptions = {}): Promise<PhotoFolders> {
   const stampsDir = o.dir ?? STAMPS_DIR;
-  const photos = listStampPhotos(stampsDir);
-  const labels = [...new Set(photos.map((p) => p.label))].sort();
-  const y = Int32Array.from(photos, (p) => labels.indexOf(p.label));
-  const { val: test } = stratifiedSplit(y, o.testFraction ?? 0.3, o.seed ?? 0);
-  const isTest = new Set(test);
   const maxSide = o.maxSide ?? 320;
-  const counts = { train: Object.fromEntries(labels.map((l) => [l, 0])), test: Object.fromEntries(labels.map((l) => [l, 0])) };
-  for (let i = 0; i < photos.length; i++) {
-    const { label, path } = photos[i]!;
-    const side = isTest.has(i) ? 'test' : 'train';
-    const dir = join(root, side, label);
-    mkdirSync(dir, { recursive: true });
+  return writeSplitFolders(root, listStampPhotos(stampsDir), o, async ({ path }, dir) => {
     // the stamp's path below the stamps folder keeps same-named stamps of different folders apart
     const name = relative(stampsDir, path).replace(/[\\/]/g, '_');
     await sharp(path).flatten({ background: '#ffffff' }).resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true })
       .jpeg({ quality: 90 }).toFile(join(dir, `${basename(name, '.png')}.jpg`));
-    counts[side][label]!++;
+  });
+}
+
+/**
+ * Writes labelled photos as root/train/<label>/ and root/test/<label>/, the split stratified and seeded;
+ * `write` puts one photo into its folder (which exists by then).
+ */
+export async function writeSplitFolders<P extends { label: string }>(root: string, photos: P[], o: { seed?: number; testFraction?: number },
+  write: (photo: P, dir: string) => Promise<void> | void): Promise<PhotoFolders> {
+  const labels = [...new Set(photos.map((p) => p.label))].sort();
+  const y = Int32Array.from(photos, (p) => labels.indexOf(p.label));
+  const { val: test } = stratifiedSplit(y, o.testFraction ?? 0.3, o.seed ?? 0);
+  const isTest = new Set(test);
+  const counts = { train: Object.fromEntries(labels.map((l) => [l, 0])), test: Object.fromEntries(labels.map((l) => [l, 0])) };
+  for (let i = 0; i < photos.length; i++) {
+    const side = isTest.has(i) ? 'test' : 'train';
+    const dir = join(root, side, photos[i]!.label);
+    mkdirSync(dir, { recursive: true });
+    await write(photos[i]!, dir);
+    counts[side][photos[i]!.label]!++;
   }
   return { train: join(root, 'train'), test: join(root, 'test'), labels, counts };
 }

@@ -8,12 +8,8 @@ import { GraftError } from '../errors.ts';
 import { type ImageBackbone, checkImageBackboneId, findCut, loadImageBackbone } from '../backbones/image.ts';
 import { candidateCuts } from '../rank/rank.ts';
 import { pixelRows } from '../data/photos.ts';
+import { take } from '../data/split.ts';
 
-function pickRows(x: Float32Array, d: number, rows: number[]): Float32Array {
-  const out = new Float32Array(rows.length * d);
-  rows.forEach((r, i) => out.set(x.subarray(r * d, (r + 1) * d), i * d));
-  return out;
-}
 import { defaultBackbone } from '../backbones/registry.ts';
 import type { CutPoint } from '../backbones/types.ts';
 import { readImageFolder, decodeAll } from '../data/folders.ts';
@@ -92,7 +88,7 @@ export async function trainImages(o: TrainImagesOptions): Promise<TrainImagesRes
   const px = await pixelRows(o.data, 32, 3, folder.train.paths);
   const keepPx = new Map(Array.from(px.kept, (i, r) => [i, r]));
   const rowsPx = Array.from(tr.kept).filter((i) => keepPx.has(i));
-  const baseline = rowsPx.length === tr.kept.length ? { kind: 'raw pixels (32x32 RGB)', d: px.dim, x: pickRows(px.x, px.dim, rowsPx.map((i) => keepPx.get(i)!)) } : undefined;
+  const baseline = rowsPx.length === tr.kept.length ? { kind: 'raw pixels (32x32 RGB)', d: px.dim, x: take(px.x, px.dim, rowsPx.map((i) => keepPx.get(i)!)) } : undefined;
   const p = await fitProbe(feats, { ...o, head, log, protocol, ...(baseline ? { baseline } : {}) });
   try {
     const cut = findCut(bb, p.cut);
