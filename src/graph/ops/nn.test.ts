@@ -76,7 +76,7 @@ test('BatchNormalization (frozen statistics), float64 finite differences', async
   }
 });
 
-test('pooling gradients: AveragePool and GlobalAveragePool in float32, MaxPool in float64', async () => {
+test('pooling gradients: AveragePool, GlobalAveragePool and GlobalMaxPool in float32 (ORT has no float64 kernels for them), MaxPool in float64', async () => {
   const avg: [string, number[], Attrs][] = [
     ['3x3 s2 p1 exclude pad', [1, 2, 6, 7], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }],
     ['3x3 s2 p1 include pad', [1, 2, 6, 7], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], count_include_pad: 1 }],
@@ -90,6 +90,8 @@ test('pooling gradients: AveragePool and GlobalAveragePool in float32, MaxPool i
   for (const [name, xs, attrs] of avg) await check(`AveragePool ${name}`, (b, [x]) => b.op1('AveragePool', [x!], attrs), [X(xs)], F32);
   await check('GlobalAveragePool', (b, [x]) => b.op1('GlobalAveragePool', [x!]), [X([2, 3, 4, 5])], F32);
   await check('GlobalAveragePool 1-D', (b, [x]) => b.op1('GlobalAveragePool', [x!]), [X([2, 3, 7])], F32);
+  await check('GlobalMaxPool', (b, [x]) => b.op1('GlobalMaxPool', [x!]), [X([2, 3, 4, 5])], F32);
+  await check('GlobalMaxPool 1-D', (b, [x]) => b.op1('GlobalMaxPool', [x!]), [X([2, 3, 7])], F32);
   const max: [string, number[], Attrs][] = [
     ['2x2 s2', [2, 3, 6, 6], { kernel_shape: [2, 2], strides: [2, 2] }],
     ['3x3 s2 p1 (overlapping)', [1, 2, 7, 7], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }],
@@ -248,4 +250,18 @@ test('Conv/BN/ReLU/MaxPool/Conv/GAP/Gemm block: loss and gradients match PyTorch
     h = b.op1('Flatten', [b.op1('GlobalAveragePool', [h])], { axis: 1 });
     return linear(b, h, p['fc.weight']!, p['fc.bias']!);
   });
+});
+
+test('GlobalMaxPool and ReduceMax share the gradient evenly among tied maxima (as torch.amax does)', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', 'float32', [1, 2, 2, 2]);
+  const pooled = b.op1('GlobalMaxPool', [x]);
+  const rowMax = b.op1('ReduceMax', [x], { axes: [3], keepdims: 0 });
+  const loss = b.add(b.op1('ReduceSum', [pooled], { keepdims: 0 }), b.op1('ReduceSum', [rowMax], { keepdims: 0 }));
+  b.output(gradients(b, loss.name, ['x']).get('x')!, 'dx');
+  const s = await Session.create(b.graph, { threads: 1 });
+  // Channel 0: all four equal (each gets 1/4 from the pool and 1/2 from its row max); channel 1: one maximum.
+  const r = await s.run({ x: tensor('float32', [1, 2, 2, 2], [3, 3, 3, 3, 1, 5, 2, 0]) });
+  await s.dispose();
+  assert.deepEqual(Array.from(r['dx']!.data as Float32Array), [0.75, 0.75, 0.75, 0.75, 0, 2, 1, 0]);
 });

@@ -7,6 +7,7 @@ import { type GraphBuilder, type Sym, staticShape } from '../builder.ts';
 import type { Dim } from '../ir.ts';
 import { type DType, sizeOf, tensor } from '../tensor.ts';
 import { type GradCtx, type InferCtx, type TypeInfo, defineOp, shapeError } from './registry.ts';
+import { extremumGrad } from './reduce.ts';
 
 /** Resolved window geometry per spatial axis: kernel, strides, dilations, begin/end pads. */
 interface Window { k: number[]; s: number[]; d: number[]; pb: number[]; pe: number[] }
@@ -435,7 +436,14 @@ defineOp('GlobalAveragePool', {
     return [c.b.expand(c.b.mul(dy, c.b.like(1 / sizeOf(xs.slice(2)), dy)), xs)];
   },
 });
-defineOp('GlobalMaxPool', { infer: globalInfer });
+defineOp('GlobalMaxPool', {
+  infer: globalInfer,
+  grad: (c) => {
+    const xs = staticShape(c.x(0));
+    const axes = xs.slice(2).map((_, i) => i + 2);
+    return [extremumGrad(c.b, c.x(0), c.y(0), c.dy(0)!, xs.map((d, i) => (i < 2 ? d : 1)), axes)];
+  },
+});
 
 function poolWindow(c: InferCtx, xs: Dim[]): Window {
   const kernel = c.ints('kernel_shape', []);

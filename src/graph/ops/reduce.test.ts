@@ -21,6 +21,11 @@ test('ReduceSum and ReduceMean over several axes, keepdims 0 and 1', async () =>
         (b, [x]) => b.op1('ReduceMean', [x!], { ...(axes.length ? { axes } : {}), keepdims }), [A([2, 3, 4])]);
     }
   }
+  for (const op of ['ReduceMax', 'ReduceMin']) {
+    for (const [axes, keepdims] of [[[1], 0], [[0, 2], 1], [[], 0]] as [number[], number][]) {
+      await check(`${op} axes=[${axes}] keepdims=${keepdims}`, (b, [x]) => b.op1(op, [x!], { ...(axes.length ? { axes } : {}), keepdims }), [A([2, 3, 4])]);
+    }
+  }
   await check('ReduceSum noop_with_empty_axes', (b, [x]) => b.op1('ReduceSum', [x!], { noop_with_empty_axes: 1 }), [A([2, 3])]);
 });
 

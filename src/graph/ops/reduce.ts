@@ -40,8 +40,25 @@ function spread(c: GradCtx, scale: (count: number) => number): Sym {
 
 defineOp('ReduceSum', { infer: reduceInfer, nondiff: [1], grad: (c) => [spread(c, () => 1)] });
 defineOp('ReduceMean', { infer: reduceInfer, nondiff: [1], grad: (c) => [spread(c, (n) => 1 / n)] });
-defineOp('ReduceMax', { infer: reduceInfer });
-defineOp('ReduceMin', { infer: reduceInfer });
+/**
+ * Max and min: the gradient goes to the elements equal to the result, shared evenly among ties (as
+ * PyTorch's amax/amin do), so it is a valid subgradient whatever the ties.
+ */
+export function extremumGrad(b: GradCtx['b'], x: Sym, y: Sym, dy: Sym, kept: number[], axes: number[]): Sym {
+  const xs = staticShape(x);
+  const yk = b.reshape(y, kept);
+  const mask = b.cast(b.op1('Equal', [x, yk]), x.dtype);
+  const count = b.reduceSum(mask, axes);
+  return b.mul(mask, b.expand(b.div(b.reshape(dy, kept), count), xs));
+}
+
+const extremum = (c: GradCtx): Sym => {
+  const xs = c.x(0).shape.map(Number);
+  const axes = reduceAxes(c, xs.length);
+  return extremumGrad(c.b, c.x(0), c.y(0), c.dy(0)!, xs.map((d, i) => (axes.includes(i) ? 1 : d)), axes);
+};
+defineOp('ReduceMax', { infer: reduceInfer, nondiff: [1], grad: (c) => [extremum(c)] });
+defineOp('ReduceMin', { infer: reduceInfer, nondiff: [1], grad: (c) => [extremum(c)] });
 defineOp('ReduceL2', { infer: reduceInfer });
 defineOp('ArgMax', {
   infer: (c) => {

@@ -248,11 +248,11 @@ test('one post-LN encoder layer in float64: Gemm projections, masked attention, 
 
 // ---- an op without a rule ----------------------------------------------------------------------------------
 
-test('an op without a gradient rule is named with its node: ReduceMax (max-over-tokens pooling)', () => {
+test('an op without a gradient rule is named with its node: ReduceL2 (L2-norm pooling over tokens)', () => {
   const b = new GraphBuilder();
   const h = b.input('h', 'float64', [2, 5, 4]);
-  const pooled = b.op1('ReduceMax', [h], { axes: [1], keepdims: 0 }, { name: 'max_pool_tokens' });
+  const pooled = b.op1('ReduceL2', [h], { axes: [1], keepdims: 0 }, { name: 'l2_pool_tokens' });
   const loss = b.op1('ReduceSum', [pooled], { keepdims: 0 });
   assert.throws(() => gradients(b, loss.name, ['h']), (e: unknown) =>
-    e instanceof GraftError && e.code === 'E_GRAD_NO_RULE' && /ReduceMax/.test(e.message) && /max_pool_tokens/.test(e.message));
+    e instanceof GraftError && e.code === 'E_GRAD_NO_RULE' && /ReduceL2/.test(e.message) && /l2_pool_tokens/.test(e.message));
 });
