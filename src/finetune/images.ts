@@ -6,7 +6,7 @@
  * starts there; with augmentation the frozen prefix runs again on each epoch's augmented pixels.
  * The saved model.onnx is one graph from prepared pixels to probabilities, fine-tuned weights baked in.
  */
-import { existsSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { GraftError } from '../errors.ts';
 import { type ImageBackbone, checkImageBackboneId, findCut, loadImageBackbone } from '../backbones/image.ts';
@@ -105,16 +105,13 @@ async function prepare(o: FineTuneImagesOptions, kind: PolicyKind, log: (s: stri
   checkImageBackboneId(bbId);
   const bb = await loadImageBackbone(bbId, o.cacheRoot);
   const size: [number, number] = o.size ? [o.size, o.size] : bb.preprocess.size;
-  if (o.size !== undefined && !(Number.isInteger(o.size) && o.size >= 32 && o.size <= 1024)) {
-    throw new GraftError('E_BAD_OPTION', `--size must be an integer from 32 to 1024, got ${o.size}`, `Use the backbone's own ${bb.preprocess.size[0]}, or a smaller size such as 128 for speed.`);
-  }
   const common = {
     classes: folder.classes.length, seed, size, ...(o.cut ? { cut: o.cut } : {}), ...(o.dropout !== undefined ? { dropout: o.dropout } : {}),
     ...(o.head === 'mlp' ? { head: { kind: 'mlp' as const } } : {}), ...(o.bn ? { bn: o.bn } : {}),
   };
   const full = backboneNetwork(bb, common);
   // The lowest group the policy will train (at least the top backbone group: a head alone is a probe).
-  const lowest = Math.min(lowestTrainable(full.groups.length, kind, { epochs: o.epochs ?? 5, ...(o.unfreeze !== undefined ? { unfreeze: o.unfreeze } : {}) }), full.groups.length - 2);
+  const lowest = Math.min(lowestTrainable(full.groups.length, kind, { epochs: o.epochs ?? 5, ...(o.unfreeze !== undefined ? { unfreeze: o.unfreeze } : {}) }, String(full.config['cut'])), full.groups.length - 2);
   const augmentOn = !!o.augment;
   const net = lowest > 0 ? backboneNetwork(bb, { ...common, from: full.groups[lowest]! }) : full;
   const pre = { ...bb.preprocess, size };
@@ -222,16 +219,31 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
   const log = o.log ?? (() => {});
   const kind = o.mode ?? 'finetune';
   const seed = o.seed ?? 0;
+  if (o.size !== undefined && !(Number.isInteger(o.size) && o.size >= 32 && o.size <= 1024)) {
+    throw new GraftError('E_BAD_OPTION', `--size must be an integer from 32 to 1024, got ${o.size}`, 'Use the backbone\'s own size (the default), or a smaller one such as 128 for speed.');
+  }
   // Small sets get augmentation by default (then the frozen prefix runs each epoch on new pixels).
   const minClass = (() => { const f = readImageFolder(o.data, { valFraction: 0 }); const c = new Array<number>(f.classes.length).fill(0); for (const v of f.train.y) c[v]!++; return Math.min(...c); })();
   const augmentOn = o.augment ?? minClass < AUGMENT_BELOW;
   if (o.augment === undefined && augmentOn) log(`augmentation on by default: the smallest class has ${minClass} images (< ${AUGMENT_BELOW})`);
-  const p = await prepare({ ...o, augment: augmentOn }, kind, log);
-  const { net, full, folder } = p;
-  const k = folder.classes.length;
   const ckpt = o.checkpoint ?? `${o.out.replace(/\/+$/, '')}.checkpoint`;
   const resuming = !!o.resume && existsSync(ckpt);
   const lpft = kind === 'finetune' && o.head !== 'mlp';
+  // LP-FT starts where the default probe ended: its cut (searched over every block output) and its
+  // weights. The probe is fitted on the same training split, so its validation score is the bar the
+  // fine-tune must clear. Its features are cached, so a resumed run repeats it cheaply and gets the same cut.
+  const tmpProbe = `${o.out.replace(/\/+$/, '')}.probe`;
+  const fallback = lpft && o.probeFallback !== false;
+  const pr = fallback ? await trainImages({
+    data: o.data, out: tmpProbe, backbone: o.backbone ?? defaultBackbone('image').id, val: o.val ?? 0.2, seed, ...(o.cut ? { cut: o.cut } : {}),
+    ...(o.threads ? { threads: o.threads } : {}), ...(o.cacheRoot ? { cacheRoot: o.cacheRoot } : {}), cache: o.cache ?? true,
+  }) : null;
+  if (pr) rmSync(tmpProbe, { recursive: true, force: true });
+  const cut = o.cut ?? (lpft ? pr?.cut : undefined);
+  if (pr && !o.cut) log(`fine-tuning at the default probe's cut ${pr.cut} (validation accuracy ${pr.valAccuracy !== null ? (100 * pr.valAccuracy).toFixed(1) : '?'}%)`);
+  const p = await prepare({ ...o, augment: augmentOn, ...(cut ? { cut } : {}) }, kind, log);
+  const { net, full, folder } = p;
+  const k = folder.classes.length;
   // A resumed run takes its weights from the checkpoint: the probe is fitted only on a fresh start.
   const lp = lpft && !resuming ? await probeHead(p, o, log) : null;
   if (lp) {
@@ -285,27 +297,22 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
       valAccuracy = accuracy(p.val.y as Int32Array, pred);
       valMacroF1 = macroF1(p.val.y as Int32Array, pred, k);
     }
-    // The default probe (its cut searched over every block output) on the same split: fine-tuning that
-    // ends below it on validation data saves the probe instead, so the default never ends below it.
-    if (lpft && valAccuracy !== null && o.probeFallback !== false) {
-      const tmp = `${o.out.replace(/\/+$/, '')}.probe`;
-      const pr = await trainImages({
-        data: o.data, out: tmp, backbone: o.backbone ?? p.bb.id, val: o.val ?? 0.2, seed, ...(o.threads ? { threads: o.threads } : {}),
-        ...(o.cacheRoot ? { cacheRoot: o.cacheRoot } : {}), cache: o.cache ?? true,
+    // The default probe on the same split is the bar: fine-tuning that does not beat it on validation
+    // saves the default probe instead (fitted by its own protocol on every labelled image), so the
+    // default never ends below it.
+    if (pr && pr.valAccuracy !== null && valAccuracy !== null && valAccuracy <= pr.valAccuracy) {
+      const why = `the default probe (cut ${pr.cut}) scored ${pr.valAccuracy.toFixed(4)} on validation, fine-tuning ${valAccuracy.toFixed(4)}: saved the default probe`;
+      log(why);
+      const final = await trainImages({
+        data: o.data, out: o.out, backbone: o.backbone ?? p.bb.id, seed, ...(o.val !== undefined ? { val: o.val } : {}), ...(o.cut ? { cut: o.cut } : {}),
+        ...(o.threads ? { threads: o.threads } : {}), ...(o.cacheRoot ? { cacheRoot: o.cacheRoot } : {}), cache: o.cache ?? true, log,
       });
-      if (pr.valAccuracy !== null && pr.valAccuracy > valAccuracy) {
-        const why = `the default probe (cut ${pr.cut}) scored ${pr.valAccuracy.toFixed(4)} on validation, above fine-tuning's ${valAccuracy.toFixed(4)}: saved the probe`;
-        log(why);
-        rmSync(o.out, { recursive: true, force: true });
-        renameSync(tmp, o.out);
-        rmSync(ckpt, { force: true });
-        return {
-          out: o.out, labels: folder.classes, backbone: p.bb.id, mode: kind, stages: done, kept: 'probe', note: note ? `${why}; ${note}` : why, trainedGroups: ['head'],
-          cachedPrefix: p.cachedPrefix, trainAccuracy: pr.trainAccuracy, valAccuracy: pr.valAccuracy, valMacroF1: pr.valMacroF1, bestEpoch: null, skipped: p.skipped,
-          seconds: (performance.now() - t0) / 1000, diagnosis: pr.diagnosis,
-        };
-      }
-      rmSync(tmp, { recursive: true, force: true });
+      rmSync(ckpt, { force: true });
+      return {
+        out: o.out, labels: folder.classes, backbone: p.bb.id, mode: kind, stages: done, kept: 'probe', note: note ? `${why}; ${note}` : why, trainedGroups: ['head'],
+        cachedPrefix: p.cachedPrefix, trainAccuracy: final.trainAccuracy, valAccuracy: final.valAccuracy ?? pr.valAccuracy, valMacroF1: final.valMacroF1 ?? pr.valMacroF1,
+        bestEpoch: null, skipped: p.skipped, seconds: (performance.now() - t0) / 1000, diagnosis: final.diagnosis,
+      };
     }
     const trainedGroups = net.groups.slice(Math.min(...stages.map((s) => s.trainFrom)));
     const diagnosis = diagnose({

@@ -47,10 +47,10 @@ export function discriminativeLrs(groups: number, lr: number, mult: number): num
 }
 
 /** The lowest group a policy will ever train (what a cached prefix can start at). */
-export function lowestTrainable(groups: number, kind: PolicyKind, o: Pick<PolicyOptions, 'unfreeze' | 'epochs'>): number {
+export function lowestTrainable(groups: number, kind: PolicyKind, o: Pick<PolicyOptions, 'unfreeze' | 'epochs'>, cut?: string): number {
   const backbone = groups - 1;
   if (o.unfreeze !== undefined && !(Number.isInteger(o.unfreeze) && o.unfreeze >= 0 && o.unfreeze <= backbone)) {
-    throw new GraftError('E_BAD_OPTION', `cannot unfreeze ${o.unfreeze} groups: the backbone has ${backbone} (plus the head)`,
+    throw new GraftError('E_BAD_OPTION', `cannot unfreeze ${o.unfreeze} groups: the backbone has ${backbone}${cut ? ` below cut ${cut}` : ''} (plus the head)`,
       `Use --unfreeze 0 to ${backbone} (graft backbones show ID lists the groups).`);
   }
   if (kind === 'probe') return groups - 1;
