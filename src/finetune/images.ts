@@ -22,6 +22,7 @@ import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/
 import { crossEntropy } from '../train/losses.ts';
 import { type FineTuneResult, type PolicyKind, StageTracker, discriminativeLrs, lowestTrainable, planStages, runStages } from '../train/policies.ts';
 import { fitConvexProbe, foldStandardize } from '../probe/convex.ts';
+import { SMALL_DATA_PER_CLASS } from '../probe/fit.ts';
 import { trainImages } from '../probe/images.ts';
 import { diagnose } from '../train/diagnose.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
@@ -63,6 +64,13 @@ export interface FineTuneImagesOptions {
   resume?: boolean;
   /** LP-FT: save the default probe instead when it scores higher on validation (default true). */
   probeFallback?: boolean;
+  /**
+   * Small-data protocol (smallest class < 100 images, no --val, no val/ folder): once the validation
+   * split has chosen fine-tuning and its epochs, fine-tune again on every labelled image (default true).
+   */
+  refit?: boolean;
+  /** Internal: the selection run a refit follows, recorded in graft.json. */
+  refitOf?: { valAccuracy: number; probeValAccuracy: number; nVal: number; epochs: number };
   log?: (line: string) => void;
 }
 
@@ -223,7 +231,8 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
     throw new GraftError('E_BAD_OPTION', `--size must be an integer from 32 to 1024, got ${o.size}`, 'Use the backbone\'s own size (the default), or a smaller one such as 128 for speed.');
   }
   // Small sets get augmentation by default (then the frozen prefix runs each epoch on new pixels).
-  const minClass = (() => { const f = readImageFolder(o.data, { valFraction: 0 }); const c = new Array<number>(f.classes.length).fill(0); for (const v of f.train.y) c[v]!++; return Math.min(...c); })();
+  const whole = readImageFolder(o.data, { valFraction: 0 });
+  const minClass = (() => { const c = new Array<number>(whole.classes.length).fill(0); for (const v of whole.train.y) c[v]!++; return Math.min(...c); })();
   const augmentOn = o.augment ?? minClass < AUGMENT_BELOW;
   if (o.augment === undefined && augmentOn) log(`augmentation on by default: the smallest class has ${minClass} images (< ${AUGMENT_BELOW})`);
   const ckpt = o.checkpoint ?? `${o.out.replace(/\/+$/, '')}.checkpoint`;
@@ -277,7 +286,7 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
       if (tracker.lr !== null) useLr(tracker.lr);
     } else if (lp) {
       // The probe is the fallback: fine-tuning that ends below it on validation keeps the probe.
-      if (p.val) tracker.probe = { weights: learner.snapshotWeights(), acc: (await learner.evaluate(p.val)).accuracy };
+      if (p.val) { const e = await learner.evaluate(p.val); tracker.probe = { weights: learner.snapshotWeights(), acc: e.accuracy, loss: e.loss }; }
       if (o.lr === undefined) {
         learner.freezeTo(Math.min(...stages.map((s) => s.trainFrom)));
         const f = await lrFind(learner, { iters: Math.min(100, Math.max(40, 8 * batches)) });
@@ -291,8 +300,10 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
     const trainEval = await learner.evaluate(p.train);
     let valAccuracy: number | null = null;
     let valMacroF1: number | null = null;
+    let valLoss = Infinity;
     if (p.val) {
       const ev = await learner.evaluate(p.val);
+      valLoss = ev.loss;
       const pred = argmaxRows(ev.logits, k);
       valAccuracy = accuracy(p.val.y as Int32Array, pred);
       valMacroF1 = macroF1(p.val.y as Int32Array, pred, k);
@@ -300,8 +311,11 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
     // The default probe on the same split is the bar: fine-tuning that does not beat it on validation
     // saves the default probe instead (fitted by its own protocol on every labelled image), so the
     // default never ends below it.
-    if (pr && pr.valAccuracy !== null && valAccuracy !== null && valAccuracy <= pr.valAccuracy) {
-      const why = `the default probe (cut ${pr.cut}) scored ${pr.valAccuracy.toFixed(4)} on validation, fine-tuning ${valAccuracy.toFixed(4)}: saved the default probe`;
+    // A tie in accuracy (likely on a small split) goes to the lower validation loss: the probe's is the
+    // LP-FT start's, the same probe at the same cut.
+    const startLoss = tracker.probe?.loss ?? -Infinity;
+    if (pr && pr.valAccuracy !== null && valAccuracy !== null && (valAccuracy < pr.valAccuracy || (valAccuracy === pr.valAccuracy && !(valLoss < startLoss)))) {
+      const why = `the default probe (cut ${pr.cut}) scored ${pr.valAccuracy.toFixed(4)} on validation, fine-tuning ${valAccuracy.toFixed(4)}${valAccuracy === pr.valAccuracy ? ` with validation loss ${valLoss.toFixed(4)}, not below the probe's ${startLoss.toFixed(4)}` : ''}: saved the default probe`;
       log(why);
       const final = await trainImages({
         data: o.data, out: o.out, backbone: o.backbone ?? p.bb.id, seed, ...(o.val !== undefined ? { val: o.val } : {}), ...(o.cut ? { cut: o.cut } : {}),
@@ -313,6 +327,19 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
         cachedPrefix: p.cachedPrefix, trainAccuracy: final.trainAccuracy, valAccuracy: final.valAccuracy ?? pr.valAccuracy, valMacroF1: final.valMacroF1 ?? pr.valMacroF1,
         bestEpoch: null, skipped: p.skipped, seconds: (performance.now() - t0) / 1000, diagnosis: final.diagnosis,
       };
+    }
+    // Small-data protocol: the split chose fine-tuning and its epochs; the saved model is fine-tuned again,
+    // from the probe refitted on every labelled image, for that many epochs at the same rate.
+    if (pr && valAccuracy !== null && o.refit !== false && o.val === undefined && !whole.val && minClass < SMALL_DATA_PER_CLASS) {
+      const chosen = early.bestEpoch >= 0 ? early.bestEpoch + 1 : done.at(-1)!.epochsRun;
+      const lr = stages.at(-1)!.lr.at(-1)!;
+      log(`fine-tuning beat the default probe on validation (accuracy ${valAccuracy.toFixed(4)} vs ${pr.valAccuracy!.toFixed(4)}, loss ${valLoss.toFixed(4)} vs ${startLoss.toFixed(4)}): fine-tuning again on all ${whole.train.paths.length} images for ${chosen} epochs at lr ${lr.toExponential(1)} (small-data protocol)`);
+      const r = await fineTuneImages({
+        ...o, cut: String(full.config['cut']), val: 0, epochs: chosen, lr, patience: chosen + 1, augment: augmentOn, probeFallback: false,
+        checkpoint: `${ckpt}.refit`, refitOf: { valAccuracy, probeValAccuracy: pr.valAccuracy!, nVal: p.val!.n, epochs: chosen },
+      });
+      rmSync(ckpt, { force: true });
+      return { ...r, valAccuracy, valMacroF1, seconds: (performance.now() - t0) / 1000 };
     }
     const trainedGroups = net.groups.slice(Math.min(...stages.map((s) => s.trainFrom)));
     const diagnosis = diagnose({
@@ -335,6 +362,7 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
         labelSmoothing: o.labelSmoothing ?? 0, bn: o.bn ?? 'frozen', size: [h, wd], batchSize: o.batchSize ?? 32, epochs, lr: stages.at(-1)!.lr.at(-1)!,
         headInit: lpft ? { kind: 'convex probe (LP-FT)', C: lp?.C ?? null, cvAccuracy: lp?.cvAccuracy ?? null } : 'random',
         lrMult: o.lrMult ?? 0.5, seed, optimizer: learner.opt.options, bestEpoch: early.bestEpoch, kept, ...(note ? { note } : {}),
+        ...(o.refitOf ? { refit: { ...o.refitOf, why: 'small-data protocol: the validation split chose fine-tuning over the default probe and the epochs; this model was fine-tuned again on every labelled image' } } : {}),
       },
       metrics: { trainAccuracy: trainEval.accuracy, valAccuracy, valMacroF1, nTrain: p.train.n, nVal: p.val?.n ?? 0, skipped: p.skipped },
       history: learner.history, diagnosis,

@@ -89,14 +89,15 @@ export class StageTracker implements Callback {
   order = 10;
   stage = 0;
   /** The head-only stage's weights and validation accuracy (the fallback), kept across a resume. */
-  probe: { weights: Map<string, Float32Array>; acc: number } | null = null;
+  probe: { weights: Map<string, Float32Array>; acc: number; loss?: number } | null = null;
   /** A learning rate chosen before the first stage (the lr finder's), so a resumed run uses it again. */
   lr: number | null = null;
-  state(): Record<string, unknown> { return { stage: this.stage, probeAcc: this.probe?.acc ?? null, lr: this.lr }; }
+  state(): Record<string, unknown> { return { stage: this.stage, probeAcc: this.probe?.acc ?? null, probeLoss: this.probe?.loss ?? null, lr: this.lr }; }
   loadState(s: Record<string, unknown>): void {
     this.stage = Number(s['stage'] ?? 0);
     this.lr = typeof s['lr'] === 'number' ? s['lr'] : null;
     this.pendingAcc = typeof s['probeAcc'] === 'number' ? s['probeAcc'] : null;
+    this.pendingLoss = typeof s['probeLoss'] === 'number' ? s['probeLoss'] : undefined;
   }
   arrays(): Record<string, { shape: number[]; data: Float32Array }> {
     const out: Record<string, { shape: number[]; data: Float32Array }> = {};
@@ -104,9 +105,12 @@ export class StageTracker implements Callback {
     return out;
   }
   loadArrays(a: Record<string, Float32Array>): void {
-    if (this.pendingAcc !== null && Object.keys(a).length) this.probe = { weights: new Map(Object.entries(a)), acc: this.pendingAcc };
+    if (this.pendingAcc !== null && Object.keys(a).length) {
+      this.probe = { weights: new Map(Object.entries(a)), acc: this.pendingAcc, ...(this.pendingLoss !== undefined ? { loss: this.pendingLoss } : {}) };
+    }
   }
   private pendingAcc: number | null = null;
+  private pendingLoss: number | undefined;
 }
 
 export interface StageRecord { name: string; trainFrom: number; groups: string[]; epochs: number; lr: number[]; epochsRun: number; diverged?: boolean; valAccuracy?: number }
