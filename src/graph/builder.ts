@@ -81,7 +81,8 @@ export class GraphBuilder {
 
   /** A constant, shared when the same value is asked for twice. */
   constant(t: TensorData): Sym {
-    const key = `${t.dtype}|${t.dims}|${toNumbers(t).join(',')}`;
+    // Exact values (int64 as bigint): INT64_MAX and INT64_MAX - 1 are the same JS number.
+    const key = `${t.dtype}|${t.dims}|${Array.from(t.data as ArrayLike<number | bigint>, String).join(',')}`;
     const hit = key.length < 512 ? this.constCache.get(key) : undefined;
     if (hit) return this.sym(hit);
     const s = this.init(this.graph.fresh('const'), t);
