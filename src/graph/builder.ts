@@ -150,7 +150,14 @@ export class GraphBuilder {
   sqrt(a: Sym): Sym { return this.op1('Sqrt', [a]); }
   sigmoid(a: Sym): Sym { return this.op1('Sigmoid', [a]); }
   transpose(a: Sym, perm: number[]): Sym { return this.op1('Transpose', [a], { perm }); }
-  reshape(a: Sym, shape: number[]): Sym { return this.op1('Reshape', [a, this.ints(shape)]); }
+  /**
+   * Reshape; 0 copies a's dim (ONNX's default), except when a has no elements: there a 0 is a zero-size dim
+   * (allowzero), so that gradients of zero-size tensors, whose shapes hold real zeros, reshape to those shapes.
+   */
+  reshape(a: Sym, shape: number[]): Sym {
+    const empty = a.shape.some((d) => d === 0) && shape.includes(0) && !shape.includes(-1);
+    return this.op1('Reshape', [a, this.ints(shape)], empty ? { allowzero: 1 } : {});
+  }
   reduceSum(a: Sym, axes: number[], keepdims = true): Sym {
     return this.op1('ReduceSum', [a, this.ints(axes)], { keepdims: keepdims ? 1 : 0 });
   }

@@ -1,11 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import onnxProto from 'onnx-proto';
 import { assertGradcheck, input } from '../gradcheck.ts';
 import { GraphBuilder, type Sym } from '../builder.ts';
 import { gradients } from '../autodiff.ts';
 import { Session } from '../../runtime/session.ts';
 import { tensor, toNumbers } from '../tensor.ts';
 import { GraftError } from '../../errors.ts';
+import { Graph, tensorFromProto } from '../ir.ts';
+
+const { onnx } = onnxProto;
 
 const check = assertGradcheck;
 
@@ -24,6 +29,42 @@ test('Reshape, Flatten, Squeeze, Unsqueeze', async () => {
   await check('Squeeze all', (b, [x]) => b.op1('Squeeze', [x!]), [A([1, 3, 1, 4])]);
   await check('Unsqueeze', (b, [x]) => b.op1('Unsqueeze', [x!, b.ints([0, -1])]), [A([3, 4])]);
   await check('Unsqueeze middle', (b, [x]) => b.op1('Unsqueeze', [x!, b.ints([1, 3])]), [A([3, 4])]);
+});
+
+test('test_reshape_allowzero_reordered: forward, and the gradient of a reshape of a [0, 3, 4] tensor', async () => {
+  // The backward Reshape to [0, 3, 4] read its 0 as "copy dY's dim" (3): [3, 3, 4], 36 values from 0.
+  const dir = '/usr/share/libonnx-testdata/data/node/test_reshape_allowzero_reordered/';
+  const model = onnx.ModelProto.decode(readFileSync(dir + 'model.onnx'));
+  const pb = (f: string) => tensorFromProto(onnx.TensorProto.decode(readFileSync(dir + 'test_data_set_0/' + f)));
+  const g = Graph.fromBytes(onnx.ModelProto.encode(model).finish());
+  g.inputs = g.inputs.filter((v) => v.name !== 'shape');
+  g.initializers.set('shape', pb('input_1.pb')); // [3, 4, 0], a constant so the builder can type the Reshape
+  const b = new GraphBuilder(g);
+  assert.deepEqual(b.sym('reshaped').shape, [3, 4, 0]);
+  const loss = b.op1('ReduceSum', [b.sym('reshaped')], { keepdims: 0 });
+  b.output(gradients(b, loss.name, ['data']).get('data')!, 'ddata');
+  const s = await Session.create(b.graph, { threads: 1 });
+  const r = await s.run({ data: pb('input_0.pb') });
+  assert.deepEqual(r.reshaped!.dims, pb('output_0.pb').dims);
+  assert.deepEqual(r.ddata!.dims, [0, 3, 4]);
+
+  // Built here: zero-size reshapes with and without allowzero, -1, and Flatten, then a non-empty loss.
+  const c = new GraphBuilder();
+  const x = c.input('x', 'float32', [0, 3, 4]);
+  const w = c.input('w', 'float32', [2]);
+  const ys = [
+    c.op1('Reshape', [x, c.ints([4, 0, 3])], { allowzero: 1 }),
+    c.reshape(x, [-1, 12]),
+    c.op1('Flatten', [x], { axis: 2 }),
+  ];
+  assert.deepEqual(ys.map((y) => y.shape), [[4, 0, 3], [0, 12], [0, 4]]);
+  const l = ys.reduce((acc, y) => c.add(acc, c.op1('ReduceSum', [y], { keepdims: 0 })), c.op1('ReduceSum', [c.mul(w, w)], { keepdims: 0 }));
+  const grads = gradients(c, l.name, ['x', 'w']);
+  c.output(grads.get('x')!, 'dx');
+  c.output(grads.get('w')!, 'dw');
+  const out = await (await Session.create(c.graph, { threads: 1 })).run({ x: tensor('float32', [0, 3, 4]), w: tensor('float32', [2], [1, -2]) });
+  assert.deepEqual(out.dx!.dims, [0, 3, 4]);
+  assert.deepEqual([...out.dw!.data], [2, -4]);
 });
 
 test('Transpose and Expand', async () => {
