@@ -106,6 +106,32 @@ test('Slice: negative, clamped and strided indices', async () => {
   for (const [name, build] of cases) await check(`Slice ${name}`, build, [A([4, 5, 6])]);
 });
 
+test('Slice before opset 10 (starts, ends, axes as attributes): pytorch-operator test_operator_index, and a loaded opset-9 graph', async () => {
+  const dir = '/usr/share/libonnx-testdata/data/pytorch-operator/test_operator_index/';
+  const pb = (f: string) => tensorFromProto(onnx.TensorProto.decode(readFileSync(dir + 'test_data_set_0/' + f)));
+  const g = Graph.load(dir + 'model.onnx');
+  assert.equal(g.opset, 6);
+  const b = new GraphBuilder(g); // threw E_GRAPH_SHAPE: "Slice starts must be a constant"
+  assert.deepEqual(b.sym('1').shape, [1, 1]);
+  assert.deepEqual(b.sym('2').shape, [1]);
+  const r = await (await Session.create(g, { threads: 1 })).run({ 0: pb('input_0.pb') });
+  assert.deepEqual(r['2']!.data, pb('output_0.pb').data);
+
+  // Opset 9, saved and loaded: x[1:-1, 2:] with the open end as INT64_MAX, as exporters write it.
+  const c = new GraphBuilder();
+  c.graph.opset = 9;
+  const x = c.input('x', 'float32', [4, 5]);
+  c.output(c.op1('Slice', [x], { starts: [1, 2], ends: { ints: [-1, 2n ** 63n - 1n] }, axes: [0, -1] }), 'y');
+  const h = Graph.fromBytes(c.graph.toBytes());
+  assert.equal(h.opset, 9);
+  assert.deepEqual(h.nodes[0]!.attrs['ends'], { ints: [-1, 2n ** 63n - 1n] });
+  assert.deepEqual(new GraphBuilder(h).sym('y').shape, [2, 3]);
+  const xs = Array.from({ length: 20 }, (_, k) => k);
+  const y = (await (await Session.create(h, { threads: 1 })).run({ x: tensor('float32', [4, 5], xs) })).y!;
+  assert.deepEqual(y.dims, [2, 3]);
+  assert.deepEqual([...y.data], [7, 8, 9, 12, 13, 14]);
+});
+
 test('Split, with unused outputs getting zero gradient', async () => {
   await check('Split equal', (b, [x]) => {
     const [p, q] = b.op('Split', [x!], { axis: 1 }, { outputs: 2 });
