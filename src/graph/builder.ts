@@ -162,6 +162,8 @@ export class GraphBuilder {
     return this.op1('ReduceSum', [a, this.ints(axes)], { keepdims: keepdims ? 1 : 0 });
   }
   reduceMean(a: Sym, axes: number[], keepdims = true): Sym {
+    // Axes are an attribute before opset 18 and an input from it.
+    if (this.graph.opset >= 18) return this.op1('ReduceMean', [a, this.ints(axes)], { keepdims: keepdims ? 1 : 0 });
     return this.op1('ReduceMean', [a], { axes, keepdims: keepdims ? 1 : 0 });
   }
   expand(a: Sym, shape: Dim[]): Sym { return this.op1('Expand', [a, this.ints(shape.map(Number))]); }
