@@ -33,11 +33,11 @@ interface Variant {
 
 const ints = (n: Node, name: string, dflt: number[]): number[] => {
   const a = n.attrs[name];
-  return a && 'ints' in a ? a.ints : dflt;
+  return a && 'ints' in a ? a.ints.map(Number) : dflt;
 };
 const int = (n: Node, name: string, dflt: number): number => {
   const a = n.attrs[name];
-  return a && 'i' in a ? a.i : dflt;
+  return a && 'i' in a ? Number(a.i) : dflt;
 };
 
 /** Attributes as a stable string (sorted keys; floats as written). */

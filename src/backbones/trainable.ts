@@ -299,7 +299,7 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
 function replayAttrs(n: Node, x: Sym | null | undefined): Record<string, AttrInput> {
   const a = n.attrs as Record<string, AttrInput>;
   const auto = n.attrs['auto_pad'];
-  const ints = (k: string, d: number[]) => { const v = n.attrs[k]; return v && 'ints' in v ? v.ints : d; };
+  const ints = (k: string, d: number[]) => { const v = n.attrs[k]; return v && 'ints' in v ? v.ints.map(Number) : d; };
   if (n.op !== 'Conv' || !x || !auto || !('s' in auto) || (auto.s !== 'SAME_UPPER' && auto.s !== 'SAME_LOWER')) return a;
   const sp = x.shape.slice(2);
   const k = ints('kernel_shape', []);

@@ -6,6 +6,7 @@
 import { GraftError } from '../errors.ts';
 import { type GraphBuilder, type Sym, inferCtx, staticShape } from './builder.ts';
 import type { Node } from './ir.ts';
+import { fitOpset, opsetMins } from './opset.ts';
 import { type GradCtx, OPS } from './ops/registry.ts';
 import { sizeOf, tensor } from './tensor.ts';
 
@@ -18,6 +19,7 @@ export interface GradientOptions {
 export function gradients(b: GraphBuilder, loss: string, wrt: string[], opts: GradientOptions = {}): Map<string, Sym> {
   const g = b.graph;
   const forward = [...g.toposort().nodes];
+  const mins = opsetMins(g);
   const wrtSet = new Set(wrt);
 
   // Tensors that depend on a wrt tensor, and tensors the loss depends on.
@@ -81,6 +83,9 @@ export function gradients(b: GraphBuilder, loss: string, wrt: string[], opts: Gr
       if (gi) push(name, gi);
     });
   }
+
+  // Backward nodes may need a newer opset than a loaded graph declares (ScatterND with reduction: 16).
+  fitOpset(g, mins, (t) => b.types.get(t)?.shape.length);
 
   const out = new Map<string, Sym>();
   for (const w of wrtSet) {

@@ -81,7 +81,8 @@ export class GraphBuilder {
 
   /** A constant, shared when the same value is asked for twice. */
   constant(t: TensorData): Sym {
-    const key = `${t.dtype}|${t.dims}|${toNumbers(t).join(',')}`;
+    // Exact values (int64 as bigint): INT64_MAX and INT64_MAX - 1 are the same JS number.
+    const key = `${t.dtype}|${t.dims}|${Array.from(t.data as ArrayLike<number | bigint>, String).join(',')}`;
     const hit = key.length < 512 ? this.constCache.get(key) : undefined;
     if (hit) return this.sym(hit);
     const s = this.init(this.graph.fresh('const'), t);
@@ -149,11 +150,20 @@ export class GraphBuilder {
   sqrt(a: Sym): Sym { return this.op1('Sqrt', [a]); }
   sigmoid(a: Sym): Sym { return this.op1('Sigmoid', [a]); }
   transpose(a: Sym, perm: number[]): Sym { return this.op1('Transpose', [a], { perm }); }
-  reshape(a: Sym, shape: number[]): Sym { return this.op1('Reshape', [a, this.ints(shape)]); }
+  /**
+   * Reshape; 0 copies a's dim (ONNX's default), except when a has no elements: there a 0 is a zero-size dim
+   * (allowzero), so that gradients of zero-size tensors, whose shapes hold real zeros, reshape to those shapes.
+   */
+  reshape(a: Sym, shape: number[]): Sym {
+    const empty = a.shape.some((d) => d === 0) && shape.includes(0) && !shape.includes(-1);
+    return this.op1('Reshape', [a, this.ints(shape)], empty ? { allowzero: 1 } : {});
+  }
   reduceSum(a: Sym, axes: number[], keepdims = true): Sym {
     return this.op1('ReduceSum', [a, this.ints(axes)], { keepdims: keepdims ? 1 : 0 });
   }
   reduceMean(a: Sym, axes: number[], keepdims = true): Sym {
+    // Axes are an attribute before opset 18 and an input from it.
+    if (this.graph.opset >= 18) return this.op1('ReduceMean', [a, this.ints(axes)], { keepdims: keepdims ? 1 : 0 });
     return this.op1('ReduceMean', [a], { axes, keepdims: keepdims ? 1 : 0 });
   }
   expand(a: Sym, shape: Dim[]): Sym { return this.op1('Expand', [a, this.ints(shape.map(Number))]); }

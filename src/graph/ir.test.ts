@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { Graph } from './ir.ts';
+import onnxProto from 'onnx-proto';
+import { Graph, tensorFromProto } from './ir.ts';
 import { GraphBuilder } from './builder.ts';
 import { Session } from '../runtime/session.ts';
 import { tensor } from './tensor.ts';
@@ -83,4 +84,80 @@ test('building an op that graft cannot type is a typed error naming it', () => {
   const b = new GraphBuilder();
   const x = b.input('x', 'float32', [2]);
   assert.throws(() => b.op1('NoSuchOp', [x]), (e: { code?: string; message: string }) => e.code === 'E_GRAPH_INVALID' && /NoSuchOp/.test(e.message));
+});
+
+// ---- int64 values: exact through load and save ----------------------------------------------------------
+
+const { onnx } = onnxProto;
+const I64 = [2n ** 63n - 1n, -(2n ** 63n), 2n ** 53n + 1n, -(2n ** 53n) - 1n, 2n ** 53n, 7n, -1n, 0n];
+type Bits = { low: number; high: number };
+// protobufjs reads and writes int64 as two 32-bit halves (a Long); these build and read them without doubles.
+const longOf = (v: bigint) => ({ low: Number(BigInt.asIntN(32, v)), high: Number(BigInt.asIntN(32, v >> 32n)), unsigned: false }) as unknown as number;
+const bitsOf = (l: unknown) => String(typeof l === 'number' ? BigInt(l) : BigInt.asIntN(64, (BigInt((l as Bits).high) << 32n) | BigInt((l as Bits).low >>> 0)));
+const rawOf = (v: bigint[]) => new Uint8Array(BigInt64Array.from(v).buffer);
+
+test('int64 round trip: INT64_MAX, INT64_MIN and 2^53+1 in INT/INTS attributes, int64_data and raw_data come back bit for bit', () => {
+  const T = onnx.AttributeProto.AttributeType;
+  const model = onnx.ModelProto.create({
+    irVersion: 8, opsetImport: [{ domain: '', version: 13 }],
+    graph: {
+      name: 'int64s',
+      node: [
+        { opType: 'Constant', output: ['c'], attribute: [{ name: 'value_ints', type: T.INTS, ints: I64.map(longOf) }] },
+        ...I64.map((v, k) => ({ opType: 'Constant', output: [`i${k}`], attribute: [{ name: 'value_int', type: T.INT, i: longOf(v) }] })),
+        { opType: 'Concat', input: ['c', 'typed', 'raw'], output: ['y'], attribute: [{ name: 'axis', type: T.INT, i: 0 }] },
+      ],
+      initializer: [
+        { name: 'typed', dataType: 7, dims: [I64.length], int64Data: I64.map(longOf) },
+        { name: 'raw', dataType: 7, dims: [I64.length], rawData: rawOf(I64) },
+      ],
+      output: [{ name: 'y', type: { tensorType: { elemType: 7, shape: { dim: [{ dimValue: 3 * I64.length }] } } } }],
+    },
+  });
+  const g = Graph.fromBytes(onnx.ModelProto.encode(model).finish());
+  // Exact JS numbers stay numbers; only values beyond 2^53 are bigints.
+  assert.deepEqual(g.nodes[0]!.attrs['value_ints'], { ints: [2n ** 63n - 1n, -(2n ** 63n), 2n ** 53n + 1n, -(2n ** 53n) - 1n, 2n ** 53n, 7, -1, 0] });
+  assert.deepEqual([...g.initializers.get('typed')!.data], I64);
+  assert.deepEqual([...g.initializers.get('raw')!.data], I64);
+
+  const back = onnx.ModelProto.decode(g.toBytes()).graph as onnxProto.onnx.GraphProto;
+  assert.deepEqual(back.node[0]!.attribute![0]!.ints!.map(bitsOf), I64.map(String));
+  I64.forEach((v, k) => assert.equal(bitsOf(back.node[k + 1]!.attribute![0]!.i), String(v), `value_int ${v}`));
+  // graft writes every initializer as raw_data: the int64_data one as the same 64-bit values.
+  for (const name of ['typed', 'raw']) {
+    const t = back.initializer.find((x) => x.name === name)!;
+    assert.deepEqual(new Uint8Array(t.rawData!), rawOf(I64), `${name} raw_data bytes`);
+  }
+  // And a second trip changes nothing.
+  assert.deepEqual(Graph.fromBytes(g.toBytes()).toBytes(), g.toBytes());
+});
+
+test('test_slice_end_out_of_bounds with ends = INT64_MAX (int64_data, as exporters write x[:, 1:]) slices after a round trip', async () => {
+  const dir = '/usr/share/libonnx-testdata/data/node/test_slice_end_out_of_bounds/';
+  const model = onnx.ModelProto.decode(readFileSync(dir + 'model.onnx'));
+  const pb = (f: string) => tensorFromProto(onnx.TensorProto.decode(readFileSync(dir + 'test_data_set_0/' + f)));
+  const graph = model.graph!;
+  // starts/axes/steps from the case, ends = INT64_MAX instead of 1000, as initializers.
+  graph.initializer = [
+    ...['starts', 'axes', 'steps'].map((name, k) => ({ name, dataType: 7, dims: [1], int64Data: [Number(pb(`input_${[1, 3, 4][k]}.pb`).data[0])] })),
+    { name: 'ends', dataType: 7, dims: [1], int64Data: [longOf(2n ** 63n - 1n)] },
+  ];
+  graph.input = graph.input!.filter((v) => v.name === 'x');
+  const g = Graph.fromBytes(Graph.fromBytes(onnx.ModelProto.encode(model).finish()).toBytes());
+  assert.deepEqual([...g.initializers.get('ends')!.data], [2n ** 63n - 1n]);
+  const b = new GraphBuilder(g);
+  assert.deepEqual(b.sym('y').shape, [20, 9, 5]);
+  const want = pb('output_0.pb');
+  const s = await Session.create(g, { threads: 1 });
+  const y = (await s.run({ x: pb('input_0.pb') })).y!;
+  assert.deepEqual(y.dims, want.dims);
+  assert.deepEqual(y.data, want.data);
+});
+
+test('a builder constant keeps INT64_MAX and INT64_MAX - 1 apart; numbers past 2^63 saturate instead of wrapping', () => {
+  const b = new GraphBuilder();
+  const a = b.constant(tensor('int64', [1], [2n ** 63n - 1n]));
+  const c = b.constant(tensor('int64', [1], [2n ** 63n - 2n]));
+  assert.notEqual(a.name, c.name);
+  assert.deepEqual([...tensor('int64', [3], [Number(2n ** 63n - 1n), -(2 ** 63), -(2 ** 64)]).data], [2n ** 63n - 1n, -(2n ** 63n), -(2n ** 63n)]);
 });

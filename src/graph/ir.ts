@@ -11,9 +11,14 @@ import { type DType, type TensorData, ONNX_DTYPE, dtypeFromOnnx, fromBytes, size
 const { onnx } = onnxProto;
 
 export type Dim = number | string;
+/**
+ * An ONNX INT: a number where that is exact, a bigint beyond 2^53 (INT64_MAX as a Slice end, say), so that
+ * every int64 survives load and save bit for bit. Readers convert with Number() (attrInt, attrInts).
+ */
+export type Int = number | bigint;
 export type AttrValue =
-  | { i: number } | { f: number } | { s: string }
-  | { ints: number[] } | { floats: number[] } | { strings: string[] }
+  | { i: Int } | { f: number } | { s: string }
+  | { ints: Int[] } | { floats: number[] } | { strings: string[] }
   | { t: TensorData } | { g: Graph };
 
 export interface Node {
@@ -259,9 +264,32 @@ function tensorToProto(name: string, t: TensorData): onnxProto.onnx.ITensorProto
   return { name, dataType: ONNX_DTYPE[t.dtype], dims: t.dims, rawData: toBytes(t) };
 }
 
-function num(x: number | { toNumber(): number } | null | undefined): number {
+type Long = { low: number; high: number; unsigned?: boolean; toNumber(): number };
+
+function num(x: number | Long | null | undefined): number {
   if (x == null) return 0;
   return typeof x === 'number' ? x : x.toNumber();
+}
+
+/** A protobuf int64 as an exact bigint (protobufjs decodes int64 as a Long of two 32-bit halves). */
+function big(x: number | Long | null | undefined): bigint {
+  if (x == null) return 0n;
+  if (typeof x === 'number') return BigInt(x);
+  return BigInt.asIntN(64, (BigInt(x.high) << 32n) | BigInt(x.low >>> 0));
+}
+
+/** A protobuf int64 as an Int: a number where that is exact, else the bigint. */
+function int(x: number | Long | null | undefined): Int {
+  const b = big(x);
+  const n = Number(b);
+  return Number.isSafeInteger(n) ? n : b;
+}
+
+/** An Int for protobufjs: a bigint as its two 32-bit halves (protobufjs reads a number through a double). */
+function long(x: Int): number {
+  if (typeof x === 'number') return x;
+  const bits: Long = { low: Number(BigInt.asIntN(32, x)), high: Number(BigInt.asIntN(32, x >> 32n)), unsigned: false, toNumber: () => Number(x) };
+  return bits as unknown as number;
 }
 
 export function tensorFromProto(p: onnxProto.onnx.ITensorProto, source = 'model'): TensorData {
@@ -274,7 +302,7 @@ export function tensorFromProto(p: onnxProto.onnx.ITensorProto, source = 'model'
   if (p.rawData && p.rawData.length) return fromBytes(dtype, dims, p.rawData);
   const n = sizeOf(dims);
   const out = allocate(dtype, n);
-  const src: ArrayLike<number | { toNumber(): number }> | null | undefined =
+  const src: ArrayLike<number | Long> | null | undefined =
     dtype === 'float32' ? p.floatData : dtype === 'float64' ? p.doubleData : dtype === 'int64' ? p.int64Data : p.int32Data;
   const len = src?.length ?? 0;
   if (len !== n) {
@@ -283,7 +311,7 @@ export function tensorFromProto(p: onnxProto.onnx.ITensorProto, source = 'model'
   }
   for (let i = 0; i < n; i++) {
     const v = src![i]!;
-    if (out instanceof BigInt64Array) out[i] = BigInt(num(v));
+    if (out instanceof BigInt64Array) out[i] = big(v);
     else (out as Float32Array)[i] = num(v);
   }
   return { dtype, dims, data: out };
@@ -309,10 +337,10 @@ function valueInfoFromProto(p: onnxProto.onnx.IValueInfoProto): ValueInfo | null
 
 function attrToProto(name: string, a: AttrValue): onnxProto.onnx.IAttributeProto {
   const T = onnx.AttributeProto.AttributeType;
-  if ('i' in a) return { name, type: T.INT, i: a.i };
+  if ('i' in a) return { name, type: T.INT, i: long(a.i) };
   if ('f' in a) return { name, type: T.FLOAT, f: a.f };
   if ('s' in a) return { name, type: T.STRING, s: new TextEncoder().encode(a.s) };
-  if ('ints' in a) return { name, type: T.INTS, ints: a.ints };
+  if ('ints' in a) return { name, type: T.INTS, ints: a.ints.map(long) };
   if ('floats' in a) return { name, type: T.FLOATS, floats: a.floats };
   if ('strings' in a) return { name, type: T.STRINGS, strings: a.strings.map((s) => new TextEncoder().encode(s)) };
   if ('t' in a) return { name, type: T.TENSOR, t: tensorToProto('', a.t) };
@@ -323,10 +351,10 @@ function attrFromProto(p: onnxProto.onnx.IAttributeProto, source: string): AttrV
   const T = onnx.AttributeProto.AttributeType;
   const dec = (b: Uint8Array) => new TextDecoder().decode(b);
   switch (p.type) {
-    case T.INT: return { i: num(p.i) };
+    case T.INT: return { i: int(p.i) };
     case T.FLOAT: return { f: p.f ?? 0 };
     case T.STRING: return { s: dec(p.s ?? new Uint8Array()) };
-    case T.INTS: return { ints: (p.ints ?? []).map(num) };
+    case T.INTS: return { ints: (p.ints ?? []).map(int) };
     case T.FLOATS: return { floats: [...(p.floats ?? [])] };
     case T.STRINGS: return { strings: (p.strings ?? []).map(dec) };
     case T.TENSOR: return { t: tensorFromProto(p.t ?? {}, source) };

@@ -44,7 +44,19 @@ export function allocate(dtype: DType, n: number): TypedArray {
   }
 }
 
-export function tensor(dtype: DType, dims: number[], values?: ArrayLike<number> | ArrayLike<bigint>): TensorData {
+const INT64_MAX = 2n ** 63n - 1n;
+const INT64_MIN = -(2n ** 63n);
+
+/**
+ * A number as an int64, saturating: Number(INT64_MAX) is 2^63, which BigInt64Array would wrap to INT64_MIN,
+ * so an int64 read out as a number (toNumbers, constInts) comes back as itself.
+ */
+function toInt64(v: number | bigint): bigint {
+  if (typeof v === 'bigint') return v;
+  return v >= 2 ** 63 ? INT64_MAX : v < -(2 ** 63) ? INT64_MIN : BigInt(v);
+}
+
+export function tensor(dtype: DType, dims: number[], values?: ArrayLike<number | bigint>): TensorData {
   const n = sizeOf(dims);
   const data = allocate(dtype, n);
   if (values) {
@@ -52,7 +64,7 @@ export function tensor(dtype: DType, dims: number[], values?: ArrayLike<number> 
       throw new GraftError('E_GRAPH_SHAPE', `tensor of shape [${dims}] needs ${n} values, got ${values.length}`,
         'Pass exactly as many values as the shape holds.');
     }
-    if (data instanceof BigInt64Array) for (let i = 0; i < n; i++) data[i] = BigInt(values[i] as number | bigint);
+    if (data instanceof BigInt64Array) for (let i = 0; i < n; i++) data[i] = toInt64(values[i]!);
     else for (let i = 0; i < n; i++) (data as Float32Array)[i] = Number(values[i]);
   }
   return { dtype, dims: [...dims], data };
@@ -60,7 +72,7 @@ export function tensor(dtype: DType, dims: number[], values?: ArrayLike<number> 
 
 export const f32 = (dims: number[], v?: ArrayLike<number>): TensorData => tensor('float32', dims, v);
 export const f64 = (dims: number[], v?: ArrayLike<number>): TensorData => tensor('float64', dims, v);
-export const i64 = (dims: number[], v?: ArrayLike<number> | ArrayLike<bigint>): TensorData => tensor('int64', dims, v);
+export const i64 = (dims: number[], v?: ArrayLike<number | bigint>): TensorData => tensor('int64', dims, v);
 export const scalarF = (dtype: DType, v: number): TensorData => tensor(dtype, [], [v]);
 
 /** Little-endian bytes of a tensor's data, as ONNX raw_data expects. */

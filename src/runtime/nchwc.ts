@@ -130,7 +130,7 @@ export function lowerDepthwiseConvs(b: GraphBuilder, block: number | undefined):
     const conv: Record<string, number | number[]> = { group: c, kernel_shape: [kh, kw] };
     for (const k of ['strides', 'pads', 'dilations']) {
       const a = n.attrs[k];
-      if (a && 'ints' in a) conv[k] = a.ints;
+      if (a && 'ints' in a) conv[k] = a.ints.map(Number);
     }
     const yr = node('Conv', bn ? [xr, wr, bn] : [xr, wr], conv, DOMAIN);
     out.push({ name: n.name, op: 'ReorderOutput', domain: DOMAIN, inputs: [yr], outputs: [n.outputs[0]!], attrs: { channels_last: { i: 0 }, channels: { i: c } } });

@@ -57,12 +57,19 @@ defineOp('Pow', {
     const x = c.x(0);
     const p = c.x(1).dtype === x.dtype ? c.x(1) : b.cast(c.x(1), x.dtype);
     const out: (Sym | null)[] = [null, null];
+    const zero = b.like(0, x);
     if (c.needs(0)) {
-      // p * x^(p-1)
+      // p * x^(p-1), and 0 where p == 0 (x^0 is constant; at x == 0 the formula is 0 * inf), as PyTorch.
       const pm1 = b.sub(p, b.like(1, x));
-      out[0] = c.unbroadcast(b.mul(dy, b.mul(p, b.op1('Pow', [x, pm1]))), x);
+      const d = b.op1('Where', [b.op1('Equal', [p, zero]), zero, b.mul(p, b.op1('Pow', [x, pm1]))]);
+      out[0] = c.unbroadcast(b.mul(dy, d), x);
     }
-    if (c.needs(1)) out[1] = c.unbroadcast(b.mul(dy, b.mul(c.y(0), b.log(x))), c.x(1));
+    if (c.needs(1)) {
+      // x^p * log(x), and 0 where x == 0 and p >= 0 (0^p is flat in p there; the formula is 0 * -inf), as PyTorch.
+      const flat = b.op1('And', [b.op1('Equal', [x, zero]), b.op1('Not', [b.op1('Less', [p, zero])])]);
+      const d = b.op1('Where', [flat, zero, b.mul(c.y(0), b.log(x))]);
+      out[1] = c.unbroadcast(b.mul(dy, d), c.x(1));
+    }
     return out;
   },
 });

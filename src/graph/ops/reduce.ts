@@ -1,7 +1,7 @@
 /** Reductions and normalisations: type inference and gradient rules. */
 import { type Sym, staticShape } from '../builder.ts';
 import type { Dim } from '../ir.ts';
-import type { DType } from '../tensor.ts';
+import { type DType, sizeOf } from '../tensor.ts';
 import { type GradCtx, type InferCtx, type TypeInfo, defineOp, normAxis } from './registry.ts';
 
 /** Reduction axes come from an attribute (opset < 18 ReduceMean & co) or an input (ReduceSum >= 13). */
@@ -135,7 +135,12 @@ defineOp('LayerNormalization', {
     const xs = staticShape(x);
     const axis = normAxis(c.int('axis', -1), xs.length);
     const axes = Array.from({ length: xs.length - axis }, (_, k) => axis + k);
-    const dy = c.dy(0)!;
+    const count = sizeOf(xs.slice(axis));
+    const asX = (s: Sym) => (s.dtype === x.dtype ? s : b.cast(s, x.dtype));
+    // Gradients may reach any of Y, Mean and InvStdDev (the last two in the stash dtype).
+    const dy = c.dy(0);
+    const dMean = c.dy(1) && asX(c.dy(1)!);
+    const dInv = c.dy(2) && asX(c.dy(2)!);
     let mean: Sym;
     let inv: Sym;
     if (x.dtype === 'float64') {
@@ -145,20 +150,33 @@ defineOp('LayerNormalization', {
       const d = b.sub(x, mean);
       inv = b.op1('Reciprocal', [b.sqrt(b.add(b.reduceMean(b.mul(d, d), axes), b.like(eps, x)))]);
     } else {
-      const m = c.ensureOutput(1);
-      const s = c.ensureOutput(2);
-      mean = m.dtype === x.dtype ? m : b.cast(m, x.dtype);
-      inv = s.dtype === x.dtype ? s : b.cast(s, x.dtype);
+      mean = asX(c.ensureOutput(1));
+      inv = asX(c.ensureOutput(2));
     }
     const xhat = b.mul(b.sub(x, mean), inv);
     const out: (Sym | null)[] = [null, null, null];
     if (c.needs(0)) {
-      // dx = inv * (g - mean(g) - xhat * mean(g * xhat)), g = dy * scale
-      const g = b.mul(dy, c.x(1));
-      out[0] = b.mul(inv, b.sub(b.sub(g, b.reduceMean(g, axes)), b.mul(xhat, b.reduceMean(b.mul(g, xhat), axes))));
+      const parts: Sym[] = [];
+      if (dy) {
+        // Through Y: dx = inv * (g - mean(g) - xhat * mean(g * xhat)), g = dy * scale
+        const g = b.mul(dy, c.x(1));
+        parts.push(b.mul(inv, b.sub(b.sub(g, b.reduceMean(g, axes)), b.mul(xhat, b.reduceMean(b.mul(g, xhat), axes)))));
+      }
+      // Through Mean = E[x]: d mean / dx = 1/N. Through InvStdDev = (var + eps)^-1/2 with var = E[(x - mean)^2]:
+      // d inv / dx = -inv^3 / 2 * 2 (x - mean) / N = -inv^2 * xhat / N. Together (dMean - dInv * inv^2 * xhat) / N.
+      let stats: Sym | null = dMean;
+      if (dInv) {
+        const t = b.mul(b.mul(dInv, b.mul(inv, inv)), xhat);
+        stats = stats ? b.sub(stats, t) : b.neg(t);
+      }
+      if (stats) {
+        stats = b.mul(stats, b.like(1 / count, stats));
+        parts.push(parts.length || dInv ? stats : b.expand(stats, xs));
+      }
+      out[0] = parts.length === 2 ? b.add(parts[0]!, parts[1]!) : parts[0]!;
     }
-    if (c.needs(1)) out[1] = c.unbroadcast(b.mul(dy, xhat), c.x(1));
-    if (c.node.inputs[2] && c.needs(2)) out[2] = c.unbroadcast(dy, c.x(2));
+    if (dy && c.needs(1)) out[1] = c.unbroadcast(b.mul(dy, xhat), c.x(1));
+    if (dy && c.node.inputs[2] && c.needs(2)) out[2] = c.unbroadcast(dy, c.x(2));
     return out;
   },
 });

@@ -70,7 +70,7 @@ export function defineOp(op: string, def: OpDef): void {
 export function attrInt(n: Node, name: string, dflt: number): number {
   const a = n.attrs[name];
   if (!a) return dflt;
-  if ('i' in a) return a.i;
+  if ('i' in a) return Number(a.i);
   if ('f' in a) return a.f;
   throw badAttr(n, name, 'an integer');
 }
@@ -78,8 +78,8 @@ export function attrInt(n: Node, name: string, dflt: number): number {
 export function attrInts(n: Node, name: string, dflt: number[]): number[] {
   const a = n.attrs[name];
   if (!a) return dflt;
-  if ('ints' in a) return a.ints;
-  if ('i' in a) return [a.i];
+  if ('ints' in a) return a.ints.map(Number);
+  if ('i' in a) return [Number(a.i)];
   throw badAttr(n, name, 'a list of integers');
 }
 
@@ -87,7 +87,7 @@ export function attrFloat(n: Node, name: string, dflt: number): number {
   const a = n.attrs[name];
   if (!a) return dflt;
   if ('f' in a) return a.f;
-  if ('i' in a) return a.i;
+  if ('i' in a) return Number(a.i);
   throw badAttr(n, name, 'a float');
 }
 

@@ -1,11 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import onnxProto from 'onnx-proto';
 import { assertGradcheck, input } from '../gradcheck.ts';
 import { GraphBuilder, type Sym } from '../builder.ts';
 import { gradients } from '../autodiff.ts';
 import { Session } from '../../runtime/session.ts';
 import { tensor, toNumbers } from '../tensor.ts';
 import { GraftError } from '../../errors.ts';
+import { Graph, tensorFromProto } from '../ir.ts';
+
+const { onnx } = onnxProto;
 
 const check = assertGradcheck;
 
@@ -24,6 +29,42 @@ test('Reshape, Flatten, Squeeze, Unsqueeze', async () => {
   await check('Squeeze all', (b, [x]) => b.op1('Squeeze', [x!]), [A([1, 3, 1, 4])]);
   await check('Unsqueeze', (b, [x]) => b.op1('Unsqueeze', [x!, b.ints([0, -1])]), [A([3, 4])]);
   await check('Unsqueeze middle', (b, [x]) => b.op1('Unsqueeze', [x!, b.ints([1, 3])]), [A([3, 4])]);
+});
+
+test('test_reshape_allowzero_reordered: forward, and the gradient of a reshape of a [0, 3, 4] tensor', async () => {
+  // The backward Reshape to [0, 3, 4] read its 0 as "copy dY's dim" (3): [3, 3, 4], 36 values from 0.
+  const dir = '/usr/share/libonnx-testdata/data/node/test_reshape_allowzero_reordered/';
+  const model = onnx.ModelProto.decode(readFileSync(dir + 'model.onnx'));
+  const pb = (f: string) => tensorFromProto(onnx.TensorProto.decode(readFileSync(dir + 'test_data_set_0/' + f)));
+  const g = Graph.fromBytes(onnx.ModelProto.encode(model).finish());
+  g.inputs = g.inputs.filter((v) => v.name !== 'shape');
+  g.initializers.set('shape', pb('input_1.pb')); // [3, 4, 0], a constant so the builder can type the Reshape
+  const b = new GraphBuilder(g);
+  assert.deepEqual(b.sym('reshaped').shape, [3, 4, 0]);
+  const loss = b.op1('ReduceSum', [b.sym('reshaped')], { keepdims: 0 });
+  b.output(gradients(b, loss.name, ['data']).get('data')!, 'ddata');
+  const s = await Session.create(b.graph, { threads: 1 });
+  const r = await s.run({ data: pb('input_0.pb') });
+  assert.deepEqual(r.reshaped!.dims, pb('output_0.pb').dims);
+  assert.deepEqual(r.ddata!.dims, [0, 3, 4]);
+
+  // Built here: zero-size reshapes with and without allowzero, -1, and Flatten, then a non-empty loss.
+  const c = new GraphBuilder();
+  const x = c.input('x', 'float32', [0, 3, 4]);
+  const w = c.input('w', 'float32', [2]);
+  const ys = [
+    c.op1('Reshape', [x, c.ints([4, 0, 3])], { allowzero: 1 }),
+    c.reshape(x, [-1, 12]),
+    c.op1('Flatten', [x], { axis: 2 }),
+  ];
+  assert.deepEqual(ys.map((y) => y.shape), [[4, 0, 3], [0, 12], [0, 4]]);
+  const l = ys.reduce((acc, y) => c.add(acc, c.op1('ReduceSum', [y], { keepdims: 0 })), c.op1('ReduceSum', [c.mul(w, w)], { keepdims: 0 }));
+  const grads = gradients(c, l.name, ['x', 'w']);
+  c.output(grads.get('x')!, 'dx');
+  c.output(grads.get('w')!, 'dw');
+  const out = await (await Session.create(c.graph, { threads: 1 })).run({ x: tensor('float32', [0, 3, 4]), w: tensor('float32', [2], [1, -2]) });
+  assert.deepEqual(out.dx!.dims, [0, 3, 4]);
+  assert.deepEqual([...out.dw!.data], [2, -4]);
 });
 
 test('Transpose and Expand', async () => {
@@ -63,6 +104,32 @@ test('Slice: negative, clamped and strided indices', async () => {
     ['empty axes default', slice([1, 1, 1], [2, 4, 5])],
   ];
   for (const [name, build] of cases) await check(`Slice ${name}`, build, [A([4, 5, 6])]);
+});
+
+test('Slice before opset 10 (starts, ends, axes as attributes): pytorch-operator test_operator_index, and a loaded opset-9 graph', async () => {
+  const dir = '/usr/share/libonnx-testdata/data/pytorch-operator/test_operator_index/';
+  const pb = (f: string) => tensorFromProto(onnx.TensorProto.decode(readFileSync(dir + 'test_data_set_0/' + f)));
+  const g = Graph.load(dir + 'model.onnx');
+  assert.equal(g.opset, 6);
+  const b = new GraphBuilder(g); // threw E_GRAPH_SHAPE: "Slice starts must be a constant"
+  assert.deepEqual(b.sym('1').shape, [1, 1]);
+  assert.deepEqual(b.sym('2').shape, [1]);
+  const r = await (await Session.create(g, { threads: 1 })).run({ 0: pb('input_0.pb') });
+  assert.deepEqual(r['2']!.data, pb('output_0.pb').data);
+
+  // Opset 9, saved and loaded: x[1:-1, 2:] with the open end as INT64_MAX, as exporters write it.
+  const c = new GraphBuilder();
+  c.graph.opset = 9;
+  const x = c.input('x', 'float32', [4, 5]);
+  c.output(c.op1('Slice', [x], { starts: [1, 2], ends: { ints: [-1, 2n ** 63n - 1n] }, axes: [0, -1] }), 'y');
+  const h = Graph.fromBytes(c.graph.toBytes());
+  assert.equal(h.opset, 9);
+  assert.deepEqual(h.nodes[0]!.attrs['ends'], { ints: [-1, 2n ** 63n - 1n] });
+  assert.deepEqual(new GraphBuilder(h).sym('y').shape, [2, 3]);
+  const xs = Array.from({ length: 20 }, (_, k) => k);
+  const y = (await (await Session.create(h, { threads: 1 })).run({ x: tensor('float32', [4, 5], xs) })).y!;
+  assert.deepEqual(y.dims, [2, 3]);
+  assert.deepEqual([...y.data], [7, 8, 9, 12, 13, 14]);
 });
 
 test('Split, with unused outputs getting zero gradient', async () => {

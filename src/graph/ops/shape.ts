@@ -189,12 +189,20 @@ defineOp('Split', {
 
 interface SliceAxis { axis: number; start: number; step: number; count: number }
 
-/** Resolves Slice's starts/ends/axes/steps against a shape, clamping as the ONNX spec says. */
+/**
+ * Resolves Slice's starts/ends/axes/steps against a shape, clamping as the ONNX spec says. Before opset 10
+ * starts, ends and axes are attributes and there are no steps.
+ */
 function sliceAxes(c: InferCtx, shape: Dim[]): SliceAxis[] {
-  const starts = constOrThrow(c, 1, 'Slice starts');
-  const ends = constOrThrow(c, 2, 'Slice ends');
-  const axes = c.node.inputs[3] ? constOrThrow(c, 3, 'Slice axes') : starts.map((_, i) => i);
-  const steps = c.node.inputs[4] ? constOrThrow(c, 4, 'Slice steps') : starts.map(() => 1);
+  const attrs = c.node.inputs.length < 2 && 'starts' in c.node.attrs;
+  const starts = attrs ? c.ints('starts', []) : constOrThrow(c, 1, 'Slice starts');
+  const ends = attrs ? c.ints('ends', []) : constOrThrow(c, 2, 'Slice ends');
+  const axes = attrs ? c.ints('axes', starts.map((_, i) => i))
+    : c.node.inputs[3] ? constOrThrow(c, 3, 'Slice axes') : starts.map((_, i) => i);
+  const steps = !attrs && c.node.inputs[4] ? constOrThrow(c, 4, 'Slice steps') : starts.map(() => 1);
+  if (ends.length !== starts.length || axes.length !== starts.length || steps.length !== starts.length) {
+    throw shapeError(c.node, `starts [${starts}], ends [${ends}], axes [${axes}] and steps [${steps}] differ in length`);
+  }
   return axes.map((a, i) => {
     const axis = normAxis(a, shape.length);
     const dim = shape[axis]!;
