@@ -82,7 +82,7 @@ test('default fine-tuning is LP-FT: the convex probe as the head, augmentation f
   const probeCut = /fine-tuning at the default probe's cut (\S+) \(validation accuracy [\d.]+%\)/.exec(t.stderr)?.[1];
   assert.ok(probeCut, t.stderr);
   if (r.kept === 'probe') {
-    assert.match(r.note, /the default probe \(cut [^)]+\) scored [\d.]+ on validation, fine-tuning [\d.]+: saved the default probe/);
+    assert.match(r.note, /the default probe \(cut [^)]+\) scored [\d.]+ on validation \(loss [\d.]+\), fine-tuning [\d.]+ \(loss [\d.]+\): saved the default probe/);
     assert.equal(card.backbone.cut, probeCut);
     assert.equal(card.training.solver, 'lbfgs');
   } else {
