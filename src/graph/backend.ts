@@ -349,18 +349,21 @@ async function checkGradient(g: Graph, d: CaseData, opts: Required<BackendOption
     if (why32) return { status: 'skip', reason: why32 === why ? why : `float64: ${why}; float32: ${why32}` };
   }
   const inputs: CheckInput[] = wrt.map((name, k) => ({ name: `x${k}`, shape: src(name)!.dims, values: values(src(name)!), dtype }));
-  // float32: the loss, a random projection of the outputs, is about |y|_2 in size, and float32 rounds it by about
-  // 2^-24 of that; the step keeps that rounding over the central difference (2 * eps) under a quarter of gradcheck's
-  // atol (2e-3). No smaller than 1e-3, and no larger than needed: a larger step crosses kinks (MaxPool near-ties).
-  let sq = 0;
-  for (const ref of d.refs) if (isFloat(ref.t.dtype)) for (const v of values(ref.t)) sq += v * v;
-  const norm = Math.sqrt(sq);
-  const eps32 = Math.max(1e-3, (2 ** -24 * norm) / (2 * 5e-4));
+  // float32: the outputs are cast to float64 before gradcheck projects them onto a scalar, so the loss is summed
+  // without float32 rounding, and the outputs a step leaves alone cancel exactly. What is left is the rounding of
+  // the outputs a step moves, 2^-24 |y|max each, for a few dozen of them (8x as a random walk); the step keeps
+  // that under atol / 8 over the central difference (2 * eps). No smaller than 1e-3, and no larger than needed:
+  // a larger step crosses kinks (MaxPool's near-ties).
+  let ymax = 0;
+  for (const ref of d.refs) if (isFloat(ref.t.dtype)) for (const v of values(ref.t)) ymax = Math.max(ymax, Math.abs(v));
+  const atol32 = 2e-3;
+  const eps32 = Math.max(1e-3, (8 * 2 ** -24 * ymax) / (2 * (atol32 / 8)));
   const r = await gradcheck((b, xs) => {
     const fl = forward(dtype)(b, xs);
     // Every floating output counts: flattened and joined, so that one projection covers them all.
-    return fl.length === 1 ? fl[0]! : b.op1('Concat', fl.map((y) => b.reshape(y, [-1])), { axis: 0 });
-  }, inputs, { dtype, maxElems: opts.gradSamples, ...(dtype === 'float32' ? { eps: eps32 } : {}) });
+    const y = fl.length === 1 ? fl[0]! : b.op1('Concat', fl.map((y) => b.reshape(y, [-1])), { axis: 0 });
+    return dtype === 'float32' ? b.cast(y, 'float64') : y;
+  }, inputs, { dtype, maxElems: opts.gradSamples, ...(dtype === 'float32' ? { eps: eps32, atol: atol32 } : {}) });
   const all = (x: Record<string, Float64Array>) => Object.values(x).flatMap((a) => [...a].filter((v) => !Number.isNaN(v)));
   const zero = [...all(r.analytic), ...all(r.numeric)].every((v) => v === 0);
   // NaN among the sampled elements: an input on the edge of the op's domain (0 for Pow with an exponent below 1).
