@@ -22,6 +22,8 @@ const stats = (a: number[]) => { const m = a.reduce((s, v) => s + v, 0) / a.leng
 
 const rows: string[] = ['| set | held out | seed | train | test | convex probe | s | fine-tune (LP-FT) | s | kept | epochs | lr |', '|---|---|---|---|---|---|---|---|---|---|---|---|'];
 console.log(rows[0]);
+// Rows are appended as they finish, so a run stopped part way still leaves its measurements.
+if (out) appendFileSync(out, `\n## ${new Date().toISOString().slice(0, 10)}: \`node --import tsx bench/finetune_default.ts --sets ${sets.join(',')} --seeds ${seeds} --threads ${threads}\`\n\n${rows.join('\n')}\n`);
 const summary: string[] = [];
 for (const name of sets) {
   const probe: number[] = [];
@@ -43,6 +45,7 @@ for (const name of sets) {
     const row = `| ${name} | ${s!.tuned ? 'no' : 'yes'} | ${seed} | ${s!.nTrain} | ${s!.nTest} | ${pct(pa)} | ${ps.toFixed(0)} | ${pct(fa)} | ${fs.toFixed(0)} | ${r.kept} | ${ftStage.epochsRun}/${ftStage.epochs} | ${ftStage.lr.at(-1)!.toExponential(1)} |`;
     rows.push(row);
     console.log(row);
+    if (out) appendFileSync(out, `${row}\n`);
   }
   const a = stats(probe);
   const b = stats(ft);
@@ -50,4 +53,4 @@ for (const name of sets) {
   summary.push(line);
   console.log(line);
 }
-if (out) appendFileSync(out, `\n## ${new Date().toISOString().slice(0, 10)}: \`node --import tsx bench/finetune_default.ts --sets ${sets.join(',')} --seeds ${seeds} --threads ${threads}\`\n\n${rows.join('\n')}\n\n${summary.map((l) => `- ${l}`).join('\n')}\n`);
+if (out) appendFileSync(out, `\n${summary.map((l) => `- ${l}`).join('\n')}\n`);
