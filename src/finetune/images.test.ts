@@ -88,6 +88,12 @@ test('default fine-tuning is LP-FT: the convex probe as the head, augmentation f
   } else {
     assert.equal(card.training.headInit.kind, 'convex probe (LP-FT)');
     assert.equal(card.backbone.cut, probeCut);
+    // Small-data protocol: the validation split chose fine-tuning and its epochs; the saved model was
+    // fine-tuned again on every image.
+    assert.equal(card.training.refit.epochs, card.training.epochs);
+    assert.ok(card.training.refit.valAccuracy >= card.training.refit.probeValAccuracy);
+    assert.equal(card.metrics.nVal, 0);
+    assert.equal(card.metrics.nTrain, 120);
     assert.equal(card.training.augment, true);
     if (r.kept === 'head') assert.match(r.note, /below the head-only stage/);
   }

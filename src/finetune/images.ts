@@ -334,7 +334,9 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
     // Small-data protocol: the split chose fine-tuning and its epochs; the saved model is fine-tuned again,
     // from the probe refitted on every labelled image, for that many epochs at the same rate.
     if (pr && valAccuracy !== null && o.refit !== false && o.val === undefined && !whole.val && minClass < SMALL_DATA_PER_CLASS) {
-      const chosen = early.bestEpoch >= 0 ? early.bestEpoch + 1 : done.at(-1)!.epochsRun;
+      // Early stopping counts epochs over both stages; the refit's --epochs is the fine-tuning stage's.
+      const headEpochs = stages.find((s) => s.name === 'head')?.epochs ?? 0;
+      const chosen = Math.max(1, (early.bestEpoch >= 0 ? early.bestEpoch + 1 : headEpochs + done.at(-1)!.epochsRun) - headEpochs);
       const lr = stages.at(-1)!.lr.at(-1)!;
       log(`fine-tuning beat the default probe on validation (accuracy ${valAccuracy.toFixed(4)} vs ${pr.valAccuracy!.toFixed(4)}, loss ${valLoss.toFixed(4)} vs ${startLoss.toFixed(4)}): fine-tuning again on all ${whole.train.paths.length} images for ${chosen} epochs at lr ${lr.toExponential(1)} (small-data protocol)`);
       const r = await fineTuneImages({
