@@ -1,14 +1,39 @@
 /** Elementwise ops, MatMul and Gemm: type inference and gradient rules. */
 import type { Sym } from '../builder.ts';
 import type { Dim } from '../ir.ts';
-import { type DType, isFloat, tensor } from '../tensor.ts';
+import { type DType, isFloat, tensor, toNumbers } from '../tensor.ts';
 import { type GradCtx, type InferCtx, type TypeInfo, broadcastShapes, defineOp, noGradient, shapeError } from './registry.ts';
 
 const same = (c: InferCtx): TypeInfo[] => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }];
-const bcast = (c: InferCtx): TypeInfo[] => [{
-  dtype: c.inputs[0]!.dtype,
-  shape: broadcastShapes(c.node, c.inputs.filter((t): t is TypeInfo => !!t).map((t) => t.shape)),
-}];
+/** Integer results as ONNX Runtime computes them: truncated toward zero. */
+const INT_FOLD: Record<string, (a: number, b: number) => number> = {
+  Add: (a, b) => a + b, Sub: (a, b) => a - b, Mul: (a, b) => a * b, Div: (a, b) => Math.trunc(a / b),
+  Max: (a, b) => Math.max(a, b), Min: (a, b) => Math.min(a, b),
+};
+const FLOAT_FOLD: Record<string, (a: number, b: number) => number> = { ...INT_FOLD, Div: (a, b) => a / b };
+
+/**
+ * The value of a small elementwise result whose inputs are all known at build time (shape arithmetic in
+ * loaded models and in ONNX's function expansions: Size - axis, Cast(Size) for Range bounds).
+ */
+function fold(c: InferCtx, dtype: DType, shape: Dim[]): TypeInfo['value'] {
+  if (dtype === 'float16' || dtype === 'bool' || shape.length > 1 || shape.some((d) => typeof d !== 'number')) return undefined;
+  const n = shape.length ? shape[0] as number : 1;
+  if (n > 64) return undefined;
+  const f = (isFloat(dtype) ? FLOAT_FOLD : INT_FOLD)[c.node.op];
+  const ins = c.inputs.filter((t): t is TypeInfo => !!t);
+  if (!f || ins.some((t) => !t.value || t.value.dtype === 'float16')) return undefined;
+  const vals = ins.map((t) => toNumbers(t.value!));
+  const out = Array.from({ length: n }, (_, i) => vals.map((v) => v[v.length === 1 ? 0 : i]!).reduce(f));
+  return tensor(dtype, shape as number[], out);
+}
+
+const bcast = (c: InferCtx): TypeInfo[] => {
+  const dtype = c.inputs[0]!.dtype;
+  const shape = broadcastShapes(c.node, c.inputs.filter((t): t is TypeInfo => !!t).map((t) => t.shape));
+  const value = fold(c, dtype, shape);
+  return [{ dtype, shape, ...(value ? { value } : {}) }];
+};
 const bcastBool = (c: InferCtx): TypeInfo[] => [{ dtype: 'bool', shape: bcast(c)[0]!.shape }];
 
 function unary(op: string, grad?: (c: GradCtx, x: Sym, y: Sym, dy: Sym) => Sym): void {
@@ -102,24 +127,40 @@ defineOp('Mean', {
 });
 defineOp('Mod', { infer: bcast });
 defineOp('BitShift', { infer: bcast, ...noGradient(2) });
+/** PRelu's slope as it broadcasts against x: before opset 7 a 1-D slope of x's channel count is per channel. */
+function preluSlope(c: GradCtx): Sym {
+  const x = c.x(0);
+  const s = c.x(1);
+  const perChannel = c.b.graph.opset < 7 && s.shape.length === 1 && x.shape.length > 2 && s.shape[0] === x.shape[1] && s.shape[0] !== x.shape[x.shape.length - 1];
+  return perChannel ? c.b.reshape(s, [Number(s.shape[0]), ...new Array<number>(x.shape.length - 2).fill(1)]) : s;
+}
 defineOp('PRelu', {
-  infer: bcast,
+  // Unidirectional broadcast: the output has x's shape.
+  infer: same,
   grad: (c) => {
     // y = x > 0 ? x : slope * x (as PyTorch's prelu): dx = dy or slope * dy, dslope = x * dy where x <= 0.
     const { b } = c;
     const x = c.x(0);
     const dy = c.dy(0)!;
+    const slope = preluSlope(c);
     const pos = b.op1('Greater', [x, b.like(0, x)]);
     const zero = b.like(0, dy);
-    return [
-      c.needs(0) ? c.unbroadcast(b.op1('Where', [pos, dy, b.mul(dy, c.x(1))]), x) : null,
-      c.needs(1) ? c.unbroadcast(b.op1('Where', [pos, zero, b.mul(dy, x)]), c.x(1)) : null,
-    ];
+    let ds = c.needs(1) ? c.unbroadcast(b.op1('Where', [pos, zero, b.mul(dy, x)]), slope) : null;
+    if (ds && slope !== c.x(1)) ds = b.reshape(ds, c.x(1).shape.map(Number));
+    return [c.needs(0) ? b.op1('Where', [pos, dy, b.mul(dy, slope)]) : null, ds];
   },
 });
 
 // ---- unary -------------------------------------------------------------------------------------------
-unary('Neg', (c, _x, _y, dy) => c.b.neg(dy));
+defineOp('Neg', {
+  // Folds small known values (-axis in ONNX's LayerNormalization expansion).
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const ok = x.value && x.value.dtype !== 'float16' && x.shape.length <= 1;
+    return [{ dtype: x.dtype, shape: [...x.shape], ...(ok ? { value: tensor(x.dtype, x.shape as number[], toNumbers(x.value!).map((v) => -v)) } : {}) }];
+  },
+  grad: (c) => [c.b.neg(c.dy(0)!)],
+});
 unary('Identity', (_c, _x, _y, dy) => dy);
 unary('Relu', (c, x, _y, dy) => c.b.op1('Where', [c.b.op1('Greater', [x, c.b.like(0, x)]), dy, c.b.like(0, dy)]));
 unary('LeakyRelu', (c, x, _y, dy) => {
@@ -361,7 +402,14 @@ defineOp('Det', { infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: c.inputs[0]
 // ---- typing of non-differentiable helpers ---------------------------------------------------------------
 const DTYPE_CODES: Record<number, DType> = { 1: 'float32', 2: 'uint8', 3: 'int8', 6: 'int32', 7: 'int64', 9: 'bool', 10: 'float16', 11: 'float64' };
 defineOp('Cast', {
-  infer: (c) => [{ dtype: DTYPE_CODES[c.int('to', 1)] ?? 'float32', shape: [...c.inputs[0]!.shape] }],
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const dtype = DTYPE_CODES[c.int('to', 1)] ?? 'float32';
+    // Small known values carry through casts between numeric types (integers truncated toward zero).
+    const ok = x.value && x.value.dtype !== 'float16' && dtype !== 'float16' && dtype !== 'bool' && x.shape.length <= 1;
+    const v = ok ? toNumbers(x.value!).map((e) => (isFloat(dtype) ? e : Math.trunc(e))) : undefined;
+    return [{ dtype, shape: [...x.shape], ...(v ? { value: tensor(dtype, x.shape as number[], v) } : {}) }];
+  },
   // Float to float passes the gradient back (cast to the input's dtype); to or from an integer or bool, none flows.
   grad: (c) => [!isFloat(c.x(0).dtype) || !isFloat(c.y(0).dtype) ? null
     : c.x(0).dtype === c.dy(0)!.dtype ? c.dy(0)! : c.b.cast(c.dy(0)!, c.x(0).dtype)],

@@ -139,7 +139,7 @@ defineOp('LogSoftmax', {
   },
 });
 
-defineOp('Hardmax', { infer: same, ...noGradient(1) });
+defineOp('Hardmax', { infer: same });
 
 defineOp('TopK', {
   nondiff: [1],

@@ -405,8 +405,9 @@ for (const op of ['DepthToSpace', 'SpaceToDepth']) {
 
 // ---- Resize / Upsample (inference only) -----------------------------------------------------------------
 
+// No gradient rule yet: a gradient reaching Resize or Upsample fails with E_GRAD_NO_RULE rather than stopping there.
 defineOp('Resize', {
-  ...noGradient(4),
+  nondiff: [1, 2, 3],
   infer: (c) => {
     const x = c.inputs[0]!;
     const r = x.shape.length;
@@ -432,7 +433,7 @@ defineOp('Resize', {
 });
 
 defineOp('Upsample', {
-  ...noGradient(2),
+  nondiff: [1],
   infer: (c) => {
     const x = c.inputs[0]!;
     const scales = c.node.inputs[1] ? c.constant(1) && toNumbers(c.constant(1)!) : c.node.attrs['scales'] && 'floats' in c.node.attrs['scales'] ? c.node.attrs['scales'].floats : undefined;
