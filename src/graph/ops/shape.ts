@@ -280,7 +280,8 @@ defineOp('Slice', {
  * ScatterElements and ScatterND (PyTorch's scatter/index_put rules): with no reduction, data's gradient is dY
  * with the overwritten positions zeroed and the updates' is dY gathered there; with `add`, data's is dY.
  */
-for (const [op, gather] of [['ScatterElements', 'GatherElements'], ['ScatterND', 'GatherND']] as const) {
+// Scatter (opset 9-10) is ScatterElements under its old name.
+for (const [op, gather] of [['ScatterElements', 'GatherElements'], ['ScatterND', 'GatherND'], ['Scatter', 'GatherElements']] as const) {
   defineOp(op, {
     nondiff: [1],
     infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }],
@@ -292,10 +293,10 @@ for (const [op, gather] of [['ScatterElements', 'GatherElements'], ['ScatterND',
           'Freeze the layers up to this node.', { op, node: c.node.name });
       }
       const dy = c.dy(0)!;
-      const attrs = op === 'ScatterElements' ? { axis: c.int('axis', 0) } : {};
+      const attrs = op === 'ScatterND' ? {} : { axis: c.int('axis', 0) };
       const us = staticShape(c.x(2));
       return [
-        c.needs(0) ? red === 'add' ? dy : b.op1(op, [dy, c.x(1), zeros(b, us, dy.dtype)], attrs) : null,
+        c.needs(0) ? red === 'add' ? dy : b.op1(op === 'Scatter' ? 'ScatterElements' : op, [dy, c.x(1), zeros(b, us, dy.dtype)], attrs) : null,
         null,
         c.needs(2) ? b.op1(gather, [dy, c.x(1)], attrs) : null,
       ];
