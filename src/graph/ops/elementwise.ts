@@ -1,14 +1,39 @@
 /** Elementwise ops, MatMul and Gemm: type inference and gradient rules. */
 import type { Sym } from '../builder.ts';
 import type { Dim } from '../ir.ts';
-import { type DType, isFloat, tensor } from '../tensor.ts';
+import { type DType, isFloat, tensor, toNumbers } from '../tensor.ts';
 import { type GradCtx, type InferCtx, type TypeInfo, broadcastShapes, defineOp, noGradient, shapeError } from './registry.ts';
 
 const same = (c: InferCtx): TypeInfo[] => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }];
-const bcast = (c: InferCtx): TypeInfo[] => [{
-  dtype: c.inputs[0]!.dtype,
-  shape: broadcastShapes(c.node, c.inputs.filter((t): t is TypeInfo => !!t).map((t) => t.shape)),
-}];
+/** Integer results as ONNX Runtime computes them: truncated toward zero. */
+const INT_FOLD: Record<string, (a: number, b: number) => number> = {
+  Add: (a, b) => a + b, Sub: (a, b) => a - b, Mul: (a, b) => a * b, Div: (a, b) => Math.trunc(a / b),
+  Max: (a, b) => Math.max(a, b), Min: (a, b) => Math.min(a, b),
+};
+const FLOAT_FOLD: Record<string, (a: number, b: number) => number> = { ...INT_FOLD, Div: (a, b) => a / b };
+
+/**
+ * The value of a small elementwise result whose inputs are all known at build time (shape arithmetic in
+ * loaded models and in ONNX's function expansions: Size - axis, Cast(Size) for Range bounds).
+ */
+function fold(c: InferCtx, dtype: DType, shape: Dim[]): TypeInfo['value'] {
+  if (dtype === 'float16' || dtype === 'bool' || shape.length > 1 || shape.some((d) => typeof d !== 'number')) return undefined;
+  const n = shape.length ? shape[0] as number : 1;
+  if (n > 64) return undefined;
+  const f = (isFloat(dtype) ? FLOAT_FOLD : INT_FOLD)[c.node.op];
+  const ins = c.inputs.filter((t): t is TypeInfo => !!t);
+  if (!f || ins.some((t) => !t.value || t.value.dtype === 'float16')) return undefined;
+  const vals = ins.map((t) => toNumbers(t.value!));
+  const out = Array.from({ length: n }, (_, i) => vals.map((v) => v[v.length === 1 ? 0 : i]!).reduce(f));
+  return tensor(dtype, shape as number[], out);
+}
+
+const bcast = (c: InferCtx): TypeInfo[] => {
+  const dtype = c.inputs[0]!.dtype;
+  const shape = broadcastShapes(c.node, c.inputs.filter((t): t is TypeInfo => !!t).map((t) => t.shape));
+  const value = fold(c, dtype, shape);
+  return [{ dtype, shape, ...(value ? { value } : {}) }];
+};
 const bcastBool = (c: InferCtx): TypeInfo[] => [{ dtype: 'bool', shape: bcast(c)[0]!.shape }];
 
 function unary(op: string, grad?: (c: GradCtx, x: Sym, y: Sym, dy: Sym) => Sym): void {
@@ -77,12 +102,65 @@ defineOp('Sum', {
   infer: bcast,
   grad: (c) => c.node.inputs.map((_, i) => (c.needs(i) ? c.unbroadcast(c.dy(0)!, c.x(i)) : null)),
 });
-defineOp('Max', { infer: bcast });
-defineOp('Min', { infer: bcast });
+/**
+ * Variadic Max and Min: the gradient goes to the inputs equal to the result, shared evenly among ties (as
+ * PyTorch's maximum/minimum split it), summed back over broadcasting.
+ */
+const variadicExtremum = (c: GradCtx): (Sym | null)[] => {
+  const { b } = c;
+  const y = c.y(0);
+  const dy = c.dy(0)!;
+  const masks = c.node.inputs.map((_, i) => b.cast(b.op1('Equal', [c.x(i), y]), dy.dtype));
+  const count = masks.length === 1 ? null : masks.slice(1).reduce((a, m) => b.add(a, m), masks[0]!);
+  const share = count ? b.div(dy, count) : dy;
+  return c.node.inputs.map((_, i) => (c.needs(i) ? c.unbroadcast(b.mul(share, masks[i]!), c.x(i)) : null));
+};
+defineOp('Max', { infer: bcast, grad: variadicExtremum });
+defineOp('Min', { infer: bcast, grad: variadicExtremum });
+defineOp('Mean', {
+  infer: bcast,
+  grad: (c) => {
+    const n = c.node.inputs.length;
+    const g = n === 1 ? c.dy(0)! : c.b.mul(c.dy(0)!, c.b.like(1 / n, c.dy(0)!));
+    return c.node.inputs.map((_, i) => (c.needs(i) ? c.unbroadcast(g, c.x(i)) : null));
+  },
+});
 defineOp('Mod', { infer: bcast });
+defineOp('BitShift', { infer: bcast, ...noGradient(2) });
+/** PRelu's slope as it broadcasts against x: before opset 7 a 1-D slope of x's channel count is per channel. */
+function preluSlope(c: GradCtx): Sym {
+  const x = c.x(0);
+  const s = c.x(1);
+  const perChannel = c.b.graph.opset < 7 && s.shape.length === 1 && x.shape.length > 2 && s.shape[0] === x.shape[1] && s.shape[0] !== x.shape[x.shape.length - 1];
+  return perChannel ? c.b.reshape(s, [Number(s.shape[0]), ...new Array<number>(x.shape.length - 2).fill(1)]) : s;
+}
+defineOp('PRelu', {
+  // Unidirectional broadcast: the output has x's shape.
+  infer: same,
+  grad: (c) => {
+    // y = x > 0 ? x : slope * x (as PyTorch's prelu): dx = dy or slope * dy, dslope = x * dy where x <= 0.
+    const { b } = c;
+    const x = c.x(0);
+    const dy = c.dy(0)!;
+    const slope = preluSlope(c);
+    const pos = b.op1('Greater', [x, b.like(0, x)]);
+    const zero = b.like(0, dy);
+    let ds = c.needs(1) ? c.unbroadcast(b.op1('Where', [pos, zero, b.mul(dy, x)]), slope) : null;
+    if (ds && slope !== c.x(1)) ds = b.reshape(ds, c.x(1).shape.map(Number));
+    return [c.needs(0) ? b.op1('Where', [pos, dy, b.mul(dy, slope)]) : null, ds];
+  },
+});
 
 // ---- unary -------------------------------------------------------------------------------------------
-unary('Neg', (c, _x, _y, dy) => c.b.neg(dy));
+defineOp('Neg', {
+  // Folds small known values (-axis in ONNX's LayerNormalization expansion).
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const ok = x.value && x.value.dtype !== 'float16' && x.shape.length <= 1;
+    return [{ dtype: x.dtype, shape: [...x.shape], ...(ok ? { value: tensor(x.dtype, x.shape as number[], toNumbers(x.value!).map((v) => -v)) } : {}) }];
+  },
+  grad: (c) => [c.b.neg(c.dy(0)!)],
+});
 unary('Identity', (_c, _x, _y, dy) => dy);
 unary('Relu', (c, x, _y, dy) => c.b.op1('Where', [c.b.op1('Greater', [x, c.b.like(0, x)]), dy, c.b.like(0, dy)]));
 unary('LeakyRelu', (c, x, _y, dy) => {
@@ -97,6 +175,78 @@ unary('Sqrt', (c, _x, y, dy) => c.b.div(dy, c.b.mul(y, c.b.like(2, y))));
 unary('Reciprocal', (c, _x, y, dy) => c.b.neg(c.b.mul(dy, c.b.mul(y, y))));
 unary('Abs', (c, x, _y, dy) => c.b.mul(dy, c.b.op1('Sign', [x])));
 unary('Sign');
+// ---- trigonometric and hyperbolic (PyTorch's derivatives) ----------------------------------------------
+unary('Sin', (c, x, _y, dy) => c.b.mul(dy, c.b.op1('Cos', [x])));
+unary('Cos', (c, x, _y, dy) => c.b.neg(c.b.mul(dy, c.b.op1('Sin', [x]))));
+unary('Tan', (c, _x, y, dy) => c.b.mul(dy, c.b.add(c.b.like(1, y), c.b.mul(y, y))));
+/** sqrt(s * (1 - x^2)) or sqrt(x^2 + k) style denominators. */
+const oneMinusSq = (c: GradCtx, x: Sym): Sym => c.b.sub(c.b.like(1, x), c.b.mul(x, x));
+unary('Asin', (c, x, _y, dy) => c.b.div(dy, c.b.sqrt(oneMinusSq(c, x))));
+unary('Acos', (c, x, _y, dy) => c.b.neg(c.b.div(dy, c.b.sqrt(oneMinusSq(c, x)))));
+unary('Atan', (c, x, _y, dy) => c.b.div(dy, c.b.add(c.b.like(1, x), c.b.mul(x, x))));
+unary('Sinh', (c, x, _y, dy) => c.b.mul(dy, c.b.op1('Cosh', [x])));
+unary('Cosh', (c, x, _y, dy) => c.b.mul(dy, c.b.op1('Sinh', [x])));
+unary('Asinh', (c, x, _y, dy) => c.b.div(dy, c.b.sqrt(c.b.add(c.b.mul(x, x), c.b.like(1, x)))));
+unary('Acosh', (c, x, _y, dy) => c.b.div(dy, c.b.sqrt(c.b.sub(c.b.mul(x, x), c.b.like(1, x)))));
+unary('Atanh', (c, x, _y, dy) => c.b.div(dy, oneMinusSq(c, x)));
+
+// ---- activations (PyTorch's derivatives) -----------------------------------------------------------------
+const positive = (c: GradCtx, x: Sym): Sym => c.b.op1('Greater', [x, c.b.like(0, x)]);
+unary('Elu', (c, x, y, dy) => {
+  const alpha = c.float('alpha', 1);
+  return c.b.op1('Where', [positive(c, x), dy, c.b.mul(dy, c.b.add(y, c.b.like(alpha, y)))]);
+});
+unary('Selu', (c, x, y, dy) => {
+  // x > 0: gamma; else gamma * alpha * e^x = y + gamma * alpha.
+  const alpha = c.float('alpha', 1.67326319217681884765625);
+  const gamma = c.float('gamma', 1.05070102214813232421875);
+  const { b } = c;
+  return b.op1('Where', [positive(c, x), b.mul(dy, b.like(gamma, dy)), b.mul(dy, b.add(y, b.like(gamma * alpha, y)))]);
+});
+unary('Celu', (c, x, _y, dy) => {
+  // x > 0: 1; else exp(x / alpha).
+  const alpha = c.float('alpha', 1);
+  const { b } = c;
+  return b.op1('Where', [positive(c, x), dy, b.mul(dy, b.exp(b.div(x, b.like(alpha, x))))]);
+});
+unary('ThresholdedRelu', (c, x, _y, dy) => {
+  const alpha = c.float('alpha', 1);
+  return c.b.op1('Where', [c.b.op1('Greater', [x, c.b.like(alpha, x)]), dy, c.b.like(0, dy)]);
+});
+unary('HardSigmoid', (c, x, _y, dy) => {
+  // alpha where 0 < alpha * x + beta < 1, else 0.
+  const { b } = c;
+  const alpha = c.float('alpha', 0.2);
+  const beta = c.float('beta', 0.5);
+  const t = b.add(b.mul(x, b.like(alpha, x)), b.like(beta, x));
+  const inside = b.op1('And', [b.op1('Greater', [t, b.like(0, x)]), b.op1('Less', [t, b.like(1, x)])]);
+  return b.op1('Where', [inside, b.mul(dy, b.like(alpha, dy)), b.like(0, dy)]);
+});
+unary('HardSwish', (c, x, _y, dy) => {
+  // PyTorch: 0 below -3, x / 3 + 1/2 up to 3, 1 above.
+  const { b } = c;
+  const mid = b.add(b.div(x, b.like(3, x)), b.like(0.5, x));
+  const d = b.op1('Where', [b.op1('Less', [x, b.like(-3, x)]), b.like(0, x), b.op1('Where', [b.op1('Greater', [x, b.like(3, x)]), b.like(1, x), mid])]);
+  return b.mul(dy, d);
+});
+unary('Softplus', (c, x, _y, dy) => c.b.mul(dy, c.b.sigmoid(x)));
+unary('Softsign', (c, x, _y, dy) => {
+  const d = c.b.add(c.b.like(1, x), c.b.op1('Abs', [x]));
+  return c.b.div(dy, c.b.mul(d, d));
+});
+unary('Mish', (c, x, _y, dy) => {
+  // d/dx x tanh(softplus(x)) = tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2)
+  const { b } = c;
+  const t = b.op1('Tanh', [b.op1('Softplus', [x])]);
+  return b.mul(dy, b.add(t, b.mul(b.mul(x, b.sigmoid(x)), b.sub(b.like(1, x), b.mul(t, t)))));
+});
+unary('Shrink', (c, x, _y, dy) => {
+  // 1 where |x| > lambd, else 0.
+  const lambd = c.float('lambd', 0.5);
+  const { b } = c;
+  const out = b.op1('Or', [b.op1('Less', [x, b.like(-lambd, x)]), b.op1('Greater', [x, b.like(lambd, x)])]);
+  return b.op1('Where', [out, dy, b.like(0, dy)]);
+});
 unary('Floor');
 unary('Ceil');
 unary('Round');
@@ -215,13 +365,72 @@ defineOp('Gemm', {
   },
 });
 
+// ---- Einsum and Det (inference only) ------------------------------------------------------------------------
+
+defineOp('Einsum', {
+  infer: (c) => {
+    const eq = c.str('equation', '').replace(/\s/g, '');
+    const [lhs, rhs] = eq.split('->') as [string, string | undefined];
+    const terms = lhs.split(',');
+    const dims = new Map<string, Dim>();
+    let ell: Dim[] = [];
+    terms.forEach((term, k) => {
+      const s = c.inputs[k]!.shape;
+      const [pre, post] = term.includes('...') ? term.split('...') as [string, string] : [term, ''];
+      const nEll = term.includes('...') ? s.length - pre.length - post.length : 0;
+      if (nEll > 0) ell = broadcastShapes(c.node, [ell, s.slice(pre.length, pre.length + nEll)]);
+      [...pre].forEach((ch, i) => { const d = s[i]!; if (!dims.has(ch) || dims.get(ch) === 1) dims.set(ch, d); });
+      [...post].forEach((ch, i) => { const d = s[pre.length + nEll + i]!; if (!dims.has(ch) || dims.get(ch) === 1) dims.set(ch, d); });
+    });
+    let out: string;
+    if (rhs !== undefined) out = rhs;
+    else {
+      const letters = terms.join('').replace(/\.\.\./g, '');
+      const once = [...new Set(letters)].filter((ch) => letters.split(ch).length === 2).sort();
+      out = (lhs.includes('...') ? '...' : '') + once.join('');
+    }
+    const shape: Dim[] = [];
+    const [opre, opost] = out.includes('...') ? out.split('...') as [string, string] : [out, ''];
+    for (const ch of opre) shape.push(dims.get(ch) ?? '?');
+    if (out.includes('...')) shape.push(...ell);
+    for (const ch of opost) shape.push(dims.get(ch) ?? '?');
+    return [{ dtype: c.inputs[0]!.dtype, shape }];
+  },
+});
+defineOp('Det', { infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: c.inputs[0]!.shape.slice(0, -2) }] });
+
 // ---- typing of non-differentiable helpers ---------------------------------------------------------------
 const DTYPE_CODES: Record<number, DType> = { 1: 'float32', 2: 'uint8', 3: 'int8', 6: 'int32', 7: 'int64', 9: 'bool', 10: 'float16', 11: 'float64' };
 defineOp('Cast', {
-  infer: (c) => [{ dtype: DTYPE_CODES[c.int('to', 1)] ?? 'float32', shape: [...c.inputs[0]!.shape] }],
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const dtype = DTYPE_CODES[c.int('to', 1)] ?? 'float32';
+    // Small known values carry through casts between numeric types (integers truncated toward zero).
+    const ok = x.value && x.value.dtype !== 'float16' && dtype !== 'float16' && dtype !== 'bool' && x.shape.length <= 1;
+    const v = ok ? toNumbers(x.value!).map((e) => (isFloat(dtype) ? e : Math.trunc(e))) : undefined;
+    return [{ dtype, shape: [...x.shape], ...(v ? { value: tensor(dtype, x.shape as number[], v) } : {}) }];
+  },
   // Float to float passes the gradient back (cast to the input's dtype); to or from an integer or bool, none flows.
   grad: (c) => [!isFloat(c.x(0).dtype) || !isFloat(c.y(0).dtype) ? null
     : c.x(0).dtype === c.dy(0)!.dtype ? c.dy(0)! : c.b.cast(c.dy(0)!, c.x(0).dtype)],
+});
+defineOp('CastLike', {
+  nondiff: [1],
+  infer: (c) => [{ dtype: c.inputs[1]!.dtype, shape: [...c.inputs[0]!.shape] }],
+  grad: (c) => [!isFloat(c.x(0).dtype) || !isFloat(c.y(0).dtype) ? null
+    : c.x(0).dtype === c.dy(0)!.dtype ? c.dy(0)! : c.b.cast(c.dy(0)!, c.x(0).dtype), null],
+});
+defineOp('Size', {
+  ...noGradient(1),
+  infer: (c) => {
+    const s = c.inputs[0]!.shape;
+    const known = s.every((d) => typeof d === 'number');
+    return [{ dtype: 'int64', shape: [], ...(known ? { value: tensor('int64', [], [(s as number[]).reduce((a, d) => a * d, 1)]) } : {}) }];
+  },
+});
+defineOp('EyeLike', {
+  ...noGradient(1),
+  infer: (c) => [{ dtype: c.node.attrs['dtype'] ? DTYPE_CODES[c.int('dtype', 1)] ?? 'float32' : c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }],
 });
 defineOp('Shape', {
   ...noGradient(1),

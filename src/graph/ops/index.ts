@@ -3,3 +3,4 @@ import './elementwise.ts';
 import './shape.ts';
 import './reduce.ts';
 import './nn.ts';
+import './loss.ts';

@@ -518,3 +518,38 @@ defineOp('MaxPool', {
     return [maxPoolGrad(c.b, c.dy(0)!, c.ensureOutput(1), staticShape(c.x(0)))];
   },
 });
+
+// ---- inference only: LRN, MeanVarianceNormalization, GridSample, quantization, signal windows ----------------
+
+const sameType = (c: InferCtx): TypeInfo[] => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }];
+defineOp('LRN', { infer: sameType });
+defineOp('MeanVarianceNormalization', { infer: sameType });
+defineOp('GridSample', {
+  nondiff: [1],
+  infer: (c) => {
+    const x = c.inputs[0]!.shape;
+    const grid = c.inputs[1]!.shape;
+    return [{ dtype: c.inputs[0]!.dtype, shape: [x[0]!, x[1]!, ...grid.slice(1, -1)] }];
+  },
+});
+defineOp('QuantizeLinear', {
+  nondiff: [0, 1, 2],
+  infer: (c) => [{ dtype: c.inputs[2]?.dtype ?? 'uint8', shape: [...c.inputs[0]!.shape] }],
+  grad: () => [],
+});
+defineOp('DequantizeLinear', {
+  nondiff: [0, 1, 2],
+  infer: (c) => [{ dtype: c.inputs[1]!.dtype, shape: [...c.inputs[0]!.shape] }],
+  grad: () => [],
+});
+const WINDOW_DTYPES: Record<number, DType> = { 1: 'float32', 2: 'uint8', 3: 'int8', 6: 'int32', 7: 'int64', 9: 'bool', 10: 'float16', 11: 'float64' };
+for (const op of ['BlackmanWindow', 'HammingWindow', 'HannWindow']) {
+  defineOp(op, {
+    nondiff: [0],
+    grad: () => [],
+    infer: (c) => {
+      const n = c.constInts(0)?.[0];
+      return [{ dtype: WINDOW_DTYPES[c.int('output_datatype', 1)] ?? 'float32', shape: [n ?? '?'] }];
+    },
+  });
+}

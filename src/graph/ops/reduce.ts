@@ -1,8 +1,8 @@
 /** Reductions and normalisations: type inference and gradient rules. */
 import { type Sym, staticShape } from '../builder.ts';
 import type { Dim } from '../ir.ts';
-import { type DType, sizeOf } from '../tensor.ts';
-import { type GradCtx, type InferCtx, type TypeInfo, defineOp, normAxis } from './registry.ts';
+import { type DType, sizeOf, tensor } from '../tensor.ts';
+import { type GradCtx, type InferCtx, type TypeInfo, defineOp, noGradient, normAxis } from './registry.ts';
 
 /** Reduction axes come from an attribute (opset < 18 ReduceMean & co) or an input (ReduceSum >= 13). */
 function reduceAxes(c: InferCtx, rank: number): number[] {
@@ -59,8 +59,43 @@ const extremum = (c: GradCtx): Sym => {
 };
 defineOp('ReduceMax', { infer: reduceInfer, nondiff: [1], grad: (c) => [extremum(c)] });
 defineOp('ReduceMin', { infer: reduceInfer, nondiff: [1], grad: (c) => [extremum(c)] });
-defineOp('ReduceL2', { infer: reduceInfer });
+/** dY and Y reshaped to keep the reduced axes as 1s, and dY spread back over x's shape. */
+function reduced(c: GradCtx): { y: Sym; g: Sym; kept: number[] } {
+  const { b } = c;
+  const xs = c.x(0).shape.map(Number);
+  const axes = reduceAxes(c, xs.length);
+  const kept = xs.map((d, i) => (axes.includes(i) ? 1 : d));
+  return { y: b.reshape(c.y(0), kept), g: b.expand(b.reshape(c.dy(0)!, kept), xs), kept };
+}
+// PyTorch's derivatives: sign(x) for the L1 norm, x / y for L2 (0 where y = 0), exp(x - y) for logsumexp,
+// 2x for the sum of squares, 1 / sum for the log of the sum, y / x for the product (x has no zeros).
+defineOp('ReduceL1', { infer: reduceInfer, nondiff: [1], grad: (c) => [c.b.mul(reduced(c).g, c.b.op1('Sign', [c.x(0)]))] });
+defineOp('ReduceL2', {
+  infer: reduceInfer,
+  nondiff: [1],
+  grad: (c) => {
+    const { b } = c;
+    const { y, g } = reduced(c);
+    const zero = b.op1('Equal', [y, b.like(0, y)]);
+    const safe = b.op1('Where', [zero, b.like(1, y), y]);
+    return [b.op1('Where', [zero, b.like(0, g), b.div(b.mul(g, c.x(0)), safe)])];
+  },
+});
+defineOp('ReduceLogSumExp', { infer: reduceInfer, nondiff: [1], grad: (c) => { const r = reduced(c); return [c.b.mul(r.g, c.b.exp(c.b.sub(c.x(0), r.y)))]; } });
+defineOp('ReduceLogSum', { infer: reduceInfer, nondiff: [1], grad: (c) => { const r = reduced(c); return [c.b.div(r.g, c.b.exp(r.y))]; } });
+defineOp('ReduceSumSquare', { infer: reduceInfer, nondiff: [1], grad: (c) => [c.b.mul(reduced(c).g, c.b.mul(c.x(0), c.b.like(2, c.x(0))))] });
+defineOp('ReduceProd', { infer: reduceInfer, nondiff: [1], grad: (c) => { const r = reduced(c); return [c.b.div(c.b.mul(r.g, r.y), c.x(0))]; } });
+const argInfer = (c: InferCtx): TypeInfo[] => {
+  const s = c.inputs[0]!.shape;
+  const axis = normAxis(c.int('axis', 0), s.length);
+  const keep = c.int('keepdims', 1);
+  const out: Dim[] = [];
+  s.forEach((d, i) => { if (i !== axis) out.push(d); else if (keep) out.push(1); });
+  return [{ dtype: 'int64', shape: out }];
+};
+defineOp('ArgMin', { infer: argInfer, ...noGradient(1) });
 defineOp('ArgMax', {
+  ...noGradient(1),
   infer: (c) => {
     const s = c.inputs[0]!.shape;
     const axis = normAxis(c.int('axis', 0), s.length);
@@ -114,6 +149,16 @@ defineOp('TopK', {
     const k = c.constInts(1)?.[0];
     const shape = x.shape.map((d, i) => (i === axis ? k ?? '?' : d));
     return [{ dtype: x.dtype, shape }, { dtype: 'int64', shape: [...shape] }];
+  },
+  grad: (c) => {
+    // Scatter-add dY into zeros at the indices the values came from (the ScatterElements form of PyTorch's rule).
+    const { b } = c;
+    if (!c.dy(0)) return [null, null];
+    const x = c.x(0);
+    const xs = staticShape(x);
+    const axis = normAxis(c.int('axis', -1), xs.length);
+    const zeros = b.op1('ConstantOfShape', [b.ints(xs)], { value: tensor(x.dtype, [1], [0]) });
+    return [b.op1('ScatterElements', [zeros, c.ensureOutput(1), c.dy(0)!], { axis, reduction: 'add' }), null];
   },
 });
 
@@ -177,6 +222,35 @@ defineOp('LayerNormalization', {
     }
     if (dy && c.needs(1)) out[1] = c.unbroadcast(b.mul(dy, xhat), c.x(1));
     if (dy && c.node.inputs[2] && c.needs(2)) out[2] = c.unbroadcast(dy, c.x(2));
+    return out;
+  },
+});
+
+// ---- InstanceNormalization -----------------------------------------------------------------------------
+
+defineOp('InstanceNormalization', {
+  infer: same,
+  grad: (c) => {
+    // Per (example, channel) over the spatial axes, as LayerNormalization's rule with a per-channel scale.
+    const { b } = c;
+    const x = c.x(0);
+    const xs = staticShape(x);
+    const axes = Array.from({ length: xs.length - 2 }, (_, k) => k + 2);
+    const perC = (s: Sym) => b.reshape(s, [xs[1]!, ...axes.map(() => 1)]);
+    const eps = c.float('epsilon', 1e-5);
+    const mean = b.reduceMean(x, axes);
+    const d = b.sub(x, mean);
+    const inv = b.op1('Reciprocal', [b.sqrt(b.add(b.reduceMean(b.mul(d, d), axes), b.like(eps, x)))]);
+    const xhat = b.mul(d, inv);
+    const dy = c.dy(0)!;
+    const out: (Sym | null)[] = [null, null, null];
+    if (c.needs(0)) {
+      const g = b.mul(dy, perC(c.x(1)));
+      out[0] = b.mul(inv, b.sub(b.sub(g, b.reduceMean(g, axes)), b.mul(xhat, b.reduceMean(b.mul(g, xhat), axes))));
+    }
+    const batchSpatial = [0, ...axes];
+    if (c.needs(1)) out[1] = b.reduceSum(b.mul(dy, xhat), batchSpatial, false);
+    if (c.needs(2)) out[2] = b.reduceSum(dy, batchSpatial, false);
     return out;
   },
 });

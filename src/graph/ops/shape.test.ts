@@ -239,3 +239,23 @@ test('shape-only ops infer shapes and constant values', () => {
   assert.deepEqual(b.op1('Pad', [x, b.ints([0, 1, -1, 0, 2, 0])]).shape, [2, 6, 3]);
   assert.deepEqual(b.op1('Slice', [x, b.ints([-1]), b.ints([-1e9]), b.ints([2]), b.ints([-3])]).shape, [2, 3, 2]);
 });
+
+// ---- index ops whose backend cases do not check their gradient ----------------------------------------------
+
+test('Trilu (upper, lower, with k), GatherND, ScatterND/ScatterElements without reduction, OneHot/Size inference', async () => {
+  for (const upper of [0, 1]) {
+    await check(`Trilu upper=${upper}`, (b, [x]) => b.op1('Trilu', [x!], { upper }), [input('x')([2, 3, 4])]);
+    await check(`Trilu upper=${upper} k=-1`, (b, [x]) => b.op1('Trilu', [x!, b.constant(tensor('int64', [], [-1]))], { upper }), [input('x')([3, 4])]);
+  }
+  // Repeated index rows: GatherND's gradient adds them up.
+  const idx = tensor('int64', [3, 2], [0, 1, 1, 2, 0, 1]);
+  await check('GatherND', (b, [x]) => b.op1('GatherND', [x!, b.constant(idx)]), [input('x')([2, 3, 4])]);
+  const sidx = tensor('int64', [2, 1], [2, 0]);
+  await check('ScatterND data and updates', (b, [x, u]) => b.op1('ScatterND', [x!, b.constant(sidx), u!]), [input('x')([3, 4]), input('u')([2, 4])]);
+  const eidx = tensor('int64', [2, 2], [1, 0, 2, 1]);
+  await check('ScatterElements axis 1', (b, [x, u]) => b.op1('ScatterElements', [x!, b.constant(eidx), u!], { axis: 1 }), [input('x')([2, 3]), input('u')([2, 2])]);
+  const b = new GraphBuilder();
+  const i = b.input('i', 'int64', [2, 3]);
+  assert.deepEqual(b.op1('OneHot', [i, b.constant(tensor('int64', [], [5])), b.constant(tensor('float32', [2], [0, 1]))], { axis: 1 }).shape, [2, 5, 3]);
+  assert.equal(toNumbers(b.valueOf(b.op1('Size', [i]).name)!)[0], 6);
+});

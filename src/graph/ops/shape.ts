@@ -274,10 +274,173 @@ defineOp('Slice', {
   },
 });
 
-// Used by the gradient rules below; typed here (their own gradients are not needed).
-for (const op of ['ScatterElements', 'ScatterND']) {
-  defineOp(op, { infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }] });
+// ---- Scatter / gather by index tensors ------------------------------------------------------------------
+
+/**
+ * ScatterElements and ScatterND (PyTorch's scatter/index_put rules): with no reduction, data's gradient is dY
+ * with the overwritten positions zeroed and the updates' is dY gathered there; with `add`, data's is dY.
+ */
+// Scatter (opset 9-10) is ScatterElements under its old name.
+for (const [op, gather] of [['ScatterElements', 'GatherElements'], ['ScatterND', 'GatherND'], ['Scatter', 'GatherElements']] as const) {
+  defineOp(op, {
+    nondiff: [1],
+    infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }],
+    grad: (c) => {
+      const { b } = c;
+      const red = c.str('reduction', 'none');
+      if (red !== 'none' && red !== 'add') {
+        throw new GraftError('E_GRAD_UNSUPPORTED', `op ${op} (node "${c.node.name}") has no gradient with reduction "${red}"`,
+          'Freeze the layers up to this node.', { op, node: c.node.name });
+      }
+      const dy = c.dy(0)!;
+      const attrs = op === 'ScatterND' ? {} : { axis: c.int('axis', 0) };
+      const us = staticShape(c.x(2));
+      return [
+        c.needs(0) ? red === 'add' ? dy : b.op1(op === 'Scatter' ? 'ScatterElements' : op, [dy, c.x(1), zeros(b, us, dy.dtype)], attrs) : null,
+        null,
+        c.needs(2) ? b.op1(gather, [dy, c.x(1)], attrs) : null,
+      ];
+    },
+  });
 }
+
+defineOp('GatherElements', {
+  nondiff: [1],
+  infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[1]!.shape] }],
+  // Scatter-add dY into zeros at the gathered positions (ScatterElements with reduction add: opset 16).
+  grad: (c) => {
+    const x = c.x(0);
+    return [c.b.op1('ScatterElements', [zeros(c.b, staticShape(x), x.dtype), c.x(1), c.dy(0)!], { axis: c.int('axis', 0), reduction: 'add' }), null];
+  },
+});
+
+defineOp('GatherND', {
+  nondiff: [1],
+  infer: (c) => {
+    const x = c.inputs[0]!.shape;
+    const idx = c.inputs[1]!.shape;
+    const bd = c.int('batch_dims', 0);
+    const k = idx[idx.length - 1]!;
+    if (typeof k !== 'number') return [{ dtype: c.inputs[0]!.dtype, shape: ['?'] }];
+    return [{ dtype: c.inputs[0]!.dtype, shape: [...idx.slice(0, -1), ...x.slice(bd + k)] }];
+  },
+  grad: (c) => {
+    if (c.int('batch_dims', 0) !== 0) {
+      throw new GraftError('E_GRAD_UNSUPPORTED', `op GatherND (node "${c.node.name}") has no gradient with batch_dims > 0`,
+        'Freeze the layers up to this node.', { op: 'GatherND', node: c.node.name });
+    }
+    const x = c.x(0);
+    return [c.b.op1('ScatterND', [zeros(c.b, staticShape(x), x.dtype), c.x(1), c.dy(0)!], { reduction: 'add' }), null];
+  },
+});
+
+defineOp('OneHot', {
+  ...noGradient(3),
+  infer: (c) => {
+    const idx = c.inputs[0]!.shape;
+    const depth = c.constant(1);
+    const d: Dim = depth ? toNumbers(depth)[0]! : '?';
+    const axis = normAxis(c.int('axis', -1), idx.length + 1);
+    return [{ dtype: c.inputs[2]!.dtype, shape: [...idx.slice(0, axis), d, ...idx.slice(axis)] }];
+  },
+});
+
+defineOp('Compress', {
+  nondiff: [1],
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const cond = c.constant(1);
+    const n: Dim = cond ? toNumbers(cond).filter((v) => v).length : '?';
+    if (!c.node.attrs['axis']) return [{ dtype: x.dtype, shape: [n] }];
+    const axis = normAxis(c.int('axis', 0), x.shape.length);
+    return [{ dtype: x.dtype, shape: x.shape.map((d, i) => (i === axis ? n : d)) }];
+  },
+});
+
+defineOp('Trilu', {
+  nondiff: [1],
+  infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }],
+  // The same triangle of dY.
+  grad: (c) => [c.b.op1('Trilu', [c.dy(0)!, ...(c.node.inputs[1] ? [c.x(1)] : [])], { upper: c.int('upper', 1) }), null],
+});
+
+defineOp('ReverseSequence', {
+  nondiff: [1],
+  infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }],
+  // Reversing the same prefixes again undoes it.
+  grad: (c) => [c.b.op1('ReverseSequence', [c.dy(0)!, c.x(1)], { batch_axis: c.int('batch_axis', 1), time_axis: c.int('time_axis', 0) }), null],
+});
+
+// ---- DepthToSpace / SpaceToDepth: a reshape, a transpose and a reshape ----------------------------------
+
+/** The intermediate 6-D shape and permutation of the op (ONNX's reference formulation). */
+function blockPlan(c: InferCtx, s: number[]): { pre: number[]; perm: number[]; out: number[] } {
+  const bs = c.int('blocksize', 1);
+  const [n, ch, h, w] = s as [number, number, number, number];
+  if (c.node.op === 'SpaceToDepth') {
+    return { pre: [n, ch, h / bs, bs, w / bs, bs], perm: [0, 3, 5, 1, 2, 4], out: [n, ch * bs * bs, h / bs, w / bs] };
+  }
+  const cOut = ch / (bs * bs);
+  return c.str('mode', 'DCR') === 'CRD'
+    ? { pre: [n, cOut, bs, bs, h, w], perm: [0, 1, 4, 2, 5, 3], out: [n, cOut, h * bs, w * bs] }
+    : { pre: [n, bs, bs, cOut, h, w], perm: [0, 3, 4, 1, 5, 2], out: [n, cOut, h * bs, w * bs] };
+}
+
+for (const op of ['DepthToSpace', 'SpaceToDepth']) {
+  defineOp(op, {
+    infer: (c) => {
+      const x = c.inputs[0]!;
+      if (x.shape.some((d) => typeof d !== 'number')) return [{ dtype: x.dtype, shape: ['?', '?', '?', '?'] }];
+      return [{ dtype: x.dtype, shape: blockPlan(c, x.shape as number[]).out }];
+    },
+    grad: (c) => {
+      const { b } = c;
+      const xs = staticShape(c.x(0));
+      const { pre, perm } = blockPlan(c, xs);
+      const inv = new Array<number>(perm.length);
+      perm.forEach((p, i) => (inv[p] = i));
+      return [b.reshape(b.transpose(b.reshape(c.dy(0)!, perm.map((p) => pre[p]!)), inv), xs)];
+    },
+  });
+}
+
+// ---- Resize / Upsample (inference only) -----------------------------------------------------------------
+
+// No gradient rule yet: a gradient reaching Resize or Upsample fails with E_GRAD_NO_RULE rather than stopping there.
+defineOp('Resize', {
+  nondiff: [1, 2, 3],
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const r = x.shape.length;
+    const old = c.node.inputs.length === 2; // opset 10: X, scales
+    const axes = c.ints('axes', [...Array(r).keys()]).map((a) => normAxis(a, r));
+    const sizes = !old && c.node.inputs[3] ? c.constInts(3) : undefined;
+    const scalesT = old ? c.constant(1) : c.node.inputs[2] ? c.constant(2) : undefined;
+    const scales = scalesT && scalesT.data.length ? toNumbers(scalesT) : undefined;
+    const shape: Dim[] = [...x.shape];
+    if (sizes && sizes.length) {
+      const policy = c.str('keep_aspect_ratio_policy', 'stretch');
+      if (policy === 'stretch') axes.forEach((a, i) => (shape[a] = sizes[i]!));
+      else {
+        const ratios = axes.map((a, i) => sizes[i]! / Number(x.shape[a]));
+        const s = policy === 'not_larger' ? Math.min(...ratios) : Math.max(...ratios);
+        axes.forEach((a) => (shape[a] = typeof x.shape[a] === 'number' ? Math.round(s * (x.shape[a] as number)) : '?'));
+      }
+    } else if (scales) {
+      axes.forEach((a, i) => (shape[a] = typeof x.shape[a] === 'number' ? Math.floor((x.shape[a] as number) * scales[i]! + 1e-9) : '?'));
+    } else axes.forEach((a) => (shape[a] = '?'));
+    return [{ dtype: x.dtype, shape }];
+  },
+});
+
+defineOp('Upsample', {
+  nondiff: [1],
+  infer: (c) => {
+    const x = c.inputs[0]!;
+    const scales = c.node.inputs[1] ? c.constant(1) && toNumbers(c.constant(1)!) : c.node.attrs['scales'] && 'floats' in c.node.attrs['scales'] ? c.node.attrs['scales'].floats : undefined;
+    return [{ dtype: x.dtype, shape: x.shape.map((d, i) => (scales && typeof d === 'number' ? Math.floor(d * scales[i]!) : '?')) }];
+  },
+});
 
 // ---- Gather ----------------------------------------------------------------------------------------------
 

@@ -248,11 +248,17 @@ test('one post-LN encoder layer in float64: Gemm projections, masked attention, 
 
 // ---- an op without a rule ----------------------------------------------------------------------------------
 
-test('an op without a gradient rule is named with its node: ReduceL2 (L2-norm pooling over tokens)', () => {
+test('ReduceL2 (L2-norm pooling over tokens) has a gradient', async () => {
+  await check('ReduceL2 pooling', (b, [h]) => b.op1('ReduceL2', [h!], { axes: [1], keepdims: 0 }), [input('h')([2, 5, 4])]);
+});
+
+test('an op without a gradient rule is named with its node: Einsum (a projection written as an einsum)', () => {
   const b = new GraphBuilder();
   const h = b.input('h', 'float64', [2, 5, 4]);
-  const pooled = b.op1('ReduceL2', [h], { axes: [1], keepdims: 0 }, { name: 'l2_pool_tokens' });
-  const loss = b.op1('ReduceSum', [pooled], { keepdims: 0 });
+  const w = b.input('w', 'float64', [4, 3]);
+  const proj = b.op1('Einsum', [h, w], { equation: 'bld,de->ble' }, { name: 'einsum_proj' });
+  assert.deepEqual(proj.shape, [2, 5, 3]);
+  const loss = b.op1('ReduceSum', [proj], { keepdims: 0 });
   assert.throws(() => gradients(b, loss.name, ['h']), (e: unknown) =>
-    e instanceof GraftError && e.code === 'E_GRAD_NO_RULE' && /ReduceL2/.test(e.message) && /l2_pool_tokens/.test(e.message));
+    e instanceof GraftError && e.code === 'E_GRAD_NO_RULE' && /Einsum/.test(e.message) && /einsum_proj/.test(e.message));
 });
