@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { GraftError, isGraftError } from '../errors.ts';
-import { evalCsv, predictCsv, trainCsv } from '../api.ts';
+import { evalCsv, predictCsv, trainCsv } from '../tabular/csv.ts';
 import { runDemo } from './demo.ts';
 import { existsSync, statSync } from 'node:fs';
 import { evalImages, predictImages, trainImages } from '../probe/images.ts';
