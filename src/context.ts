@@ -44,7 +44,7 @@ export function abortedError(signal: AbortSignal): GraftError {
   const r: unknown = signal.reason;
   const why = r instanceof Error ? r.message : typeof r === 'string' ? r : 'the AbortSignal was aborted';
   return new GraftError('E_ABORTED', `stopped: ${why}`,
-    'The run was aborted by its AbortSignal; nothing was saved. Run it again (a run with checkpoints can resume with resume: true).');
+    'The run was aborted by its AbortSignal; no model folder was written. Run it again (a run that checkpoints can continue with resume: true, or --resume).');
 }
 
 /** Throws E_ABORTED when the given signal, or the run context's, has been aborted. */
