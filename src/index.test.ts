@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { writeDigitsSplit } from './data/digits.ts';
 import { readNumericCsv } from './data/csv.ts';
 import {
-  type ProgressEvent, GraftError, backbone, backbones, dataKind, evaluate, fineTune, isGraftError, loadModel, planTrain, predict, tasks, train,
+  type ProgressEvent, GraftError, backbone, backbones, dataKind, embed, evaluate, fineTune, isGraftError, loadModel, planTrain, predict, tasks, train,
 } from './index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'graft-api-'));
@@ -93,6 +93,8 @@ test('options are checked before anything runs; errors are GraftErrors with code
   assert.throws(() => planTrain(digits.train, { task: 'ner' }), /--task ner needs text data/);
   assert.equal(await codeOf(fineTune(digits.train)), 'E_BAD_OPTION');
   assert.equal(await codeOf(evaluate(join(dir, 'no-such-model'), digits.test)), 'E_MODEL_MISSING');
+  assert.equal(await codeOf(embed(join(dir, 'no-such-folder'), { out: join(dir, 'f.safetensors') })), 'E_FILE_MISSING');
+  assert.equal(await codeOf(embed(digits.train, { out: join(dir, 'f.safetensors') })), 'E_BAD_OPTION');
 });
 
 test('the task table: data kinds, entries, and the backbone registry', async () => {

@@ -23,6 +23,7 @@
  * ```
  * @packageDocumentation
  */
+import { existsSync } from 'node:fs';
 import { GraftError } from './errors.ts';
 import { checkAborted, reportProgress, withRun } from './context.ts';
 import { type LoadedModel, type ModelCard, loadModel as loadModelFolder, readCard } from './model/folder.ts';
@@ -231,6 +232,7 @@ export async function rank(data: string, options: RankOptions = {}): Promise<Ran
  */
 export async function embed(inputs: string | readonly string[], options: EmbedOptions): Promise<EmbedResult> {
   const { ctx, o } = prepare(options);
+  if (typeof inputs === 'string' && !existsSync(inputs)) throw new GraftError('E_FILE_MISSING', `not found: ${inputs}`, 'Pass a folder of images, or image files.');
   const task = typeof inputs === 'string' ? tasksForData(inputs).find((t) => t.embed) : TASKS.find((t) => t.id === 'images');
   if (!task?.embed) throw new GraftError('E_BAD_OPTION', `graft embeds images; ${String(inputs)} is not an image folder or image file`, 'Pass a folder of images, or image files.');
   return phase(ctx, 'embed', typeof inputs === 'string' ? inputs : `${inputs.length} files`, () => task.embed!(inputs, o));
