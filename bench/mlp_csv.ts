@@ -8,7 +8,7 @@ import { appendFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeDigitsSplit } from '../src/data/digits.ts';
-import { evalCsv, trainCsv } from '../src/api.ts';
+import { evalCsv, trainCsv } from '../src/tabular/csv.ts';
 
 const arg = (name: string, dflt: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1]! : dflt; };
 const seeds = Number(arg('seeds', '5'));

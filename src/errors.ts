@@ -48,6 +48,7 @@ export type ErrorCode =
   | 'E_DIVERGED'
   | 'E_FIT_RUNNING'
   | 'E_CHECKPOINT'
+  | 'E_ABORTED'
   // model folder
   | 'E_MODEL_MISSING'
   | 'E_MODEL_CORRUPT'

@@ -134,6 +134,39 @@ test('graft embed exports features; backbones lists and shows; bad folders are t
   assert.match(graft('train', train, '--cut', 'nope').stderr, /error \[E_BAD_OPTION\]/);
 });
 
+test('graft embed needs no labels: images directly in a folder, a folder with one class, or a list of files', () => {
+  const loose = join(dir, 'loose');
+  mkdirSync(join(loose, 'more'), { recursive: true });
+  for (let i = 0; i < 4; i++) copyFileSync(join(train, String(i), `${i}-0.png`), join(loose, `${i}.png`));
+  copyFileSync(join(train, '4', '4-0.png'), join(loose, 'more', '4.png'));
+  const out = join(dir, 'loose.safetensors');
+  const e = graft('embed', loose, '--cut', 'features', '--out', out, '--json');
+  assert.equal(e.code, 0, e.stderr);
+  assert.equal(e.json().labelled, false);
+  assert.equal(e.json().cacheHits, 5, 'the same images as the labelled run, from the cache');
+  const { arrays, metadata } = readSafetensors(out);
+  assert.deepEqual(arrays['features']!.shape, [5, 1280]);
+  assert.equal(arrays['labels'], undefined);
+  assert.equal(metadata['classes'], undefined);
+  assert.deepEqual(JSON.parse(metadata['files']!), ['0.png', '1.png', '2.png', '3.png', join('more', '4.png')].map((f) => join(loose, f)));
+  assert.match(graft('embed', loose, '--cut', 'features', '--out', out).stdout, /wrote .*: 5 x 1280 features and file names, no labels/);
+
+  const one = join(dir, 'one-class');
+  mkdirSync(join(one, '7'), { recursive: true });
+  for (let i = 0; i < 2; i++) copyFileSync(join(train, '1', `1-${i}.png`), join(one, '7', `${i}.png`));
+  const o = graft('embed', one, '--cut', 'features', '--out', join(dir, 'one.safetensors'), '--json');
+  assert.equal(o.code, 0, o.stderr);
+  assert.equal(o.json().labelled, true);
+  const oneFile = readSafetensors(join(dir, 'one.safetensors'));
+  assert.deepEqual(JSON.parse(oneFile.metadata['classes']!), ['7']);
+  assert.deepEqual(Array.from(oneFile.arrays['labels']!.data as Int32Array), [0, 0]);
+
+  const files = graft('embed', join(loose, '0.png'), join(loose, 'more', '4.png'), '--cut', 'features', '--out', join(dir, 'files.safetensors'), '--json');
+  assert.equal(files.code, 0, files.stderr);
+  assert.equal(files.json().n, 2);
+  assert.equal(files.json().labelled, false);
+});
+
 test('a local ONNX file works as a backbone, checked first; --cut names any of its tensors', () => {
   const onnx = new URL('../../fixtures/torch/tiny_cnn.onnx', import.meta.url).pathname; // PyTorch-exported, input [n, 3, 8, 8]
   const out = join(dir, 'local');

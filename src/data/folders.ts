@@ -39,6 +39,8 @@ export interface FolderOptions {
   seed?: number;
   /** File extensions that count as examples (default: the image ones; e.g. ['.wav'] for audio). */
   extensions?: readonly string[];
+  /** Fewest class folders accepted (default 2, what a classifier needs; 1 for embedding). */
+  minClasses?: number;
 }
 
 const SPLIT_DIRS = new Set(['train', 'val', 'test']);
@@ -108,8 +110,8 @@ function scan(dir: string, ignored: string[], exts: readonly string[]): Scan {
   return { byLabel, loose };
 }
 
-/** Throws on a folder with no images, an empty label folder; (for training) on one class only. */
-function checkScan(dir: string, s: Scan, training: boolean): void {
+/** Throws on a folder with no images, an empty label folder; (for training) on fewer than `minClasses` classes. */
+function checkScan(dir: string, s: Scan, training: boolean, minClasses = 2): void {
   const total = [...s.byLabel.values()].reduce((a, l) => a + l.length, 0);
   if (total === 0) {
     const why = s.byLabel.size === 0
@@ -132,7 +134,7 @@ function checkScan(dir: string, s: Scan, training: boolean): void {
       );
     }
   }
-  if (training && s.byLabel.size < 2) {
+  if (training && s.byLabel.size < minClasses) {
     const [only] = s.byLabel.keys();
     throw new GraftError(
       'E_ONE_CLASS',
@@ -228,7 +230,7 @@ export function readImageFolder(root: string, opts: FolderOptions = {}): ImageFo
     }
     const dir = join(root, 'train');
     const s = scan(dir, ignored, exts);
-    checkScan(dir, s, true);
+    checkScan(dir, s, true, opts.minClasses);
     classes = [...s.byLabel.keys()].sort();
     train = toSplit(s, classes, dir);
     for (const name of ['val', 'test'] as const) {
@@ -246,7 +248,7 @@ export function readImageFolder(root: string, opts: FolderOptions = {}): ImageFo
     }
   } else {
     const s = scan(root, ignored, exts);
-    checkScan(root, s, true);
+    checkScan(root, s, true, opts.minClasses);
     classes = [...s.byLabel.keys()].sort();
     train = toSplit(s, classes, root);
     if (testFraction > 0) {
@@ -265,6 +267,20 @@ export function readImageFolder(root: string, opts: FolderOptions = {}): ImageFo
   if (val) out.val = val;
   if (test) out.test = test;
   return out;
+}
+
+/**
+ * An unlabelled folder's examples: every file with one of the extensions at any depth (hidden entries
+ * left out), sorted by path; `loose` counts those lying directly in `root` (not in a class folder).
+ */
+export function listExamples(root: string, extensions: readonly string[] = IMAGE_EXTENSIONS): { paths: string[]; loose: number } {
+  let isDir = false;
+  try { isDir = statSync(root).isDirectory(); } catch { isDir = false; }
+  if (!isDir) throw new GraftError('E_FILE_MISSING', `folder not found: ${root}`, 'Give a folder of images (or image files).', { folder: root });
+  const paths: string[] = [];
+  collect(root, 0, paths, [], extensions);
+  const loose = entries(root).filter((e) => e.file && isImageName(e.name, extensions)).length;
+  return { paths: paths.sort(), loose };
 }
 
 export interface SkippedImage {

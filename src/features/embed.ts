@@ -4,6 +4,7 @@
  * many images there are. One forward pass fills every requested cut.
  */
 import { readFileSync } from 'node:fs';
+import { checkAborted } from '../context.ts';
 import { Session, type SessionOptions } from '../runtime/session.ts';
 import { type ImageBackbone, prefixGraph } from '../backbones/image.ts';
 import type { CutPoint } from '../backbones/types.ts';
@@ -44,6 +45,7 @@ export async function embedImages(bb: ImageBackbone, paths: readonly string[], c
   let computed = 0;
   try {
     for (let from = 0; from < paths.length; from += batch) {
+      checkAborted();
       const idx = [...Array(Math.min(batch, paths.length - from)).keys()].map((i) => from + i);
       const keys = new Map<number, string>();
       const miss: number[] = [];

@@ -5,6 +5,7 @@
  * in graft (TypeScript + ORT); model.onnx holds the head over the pooled embedding.
  */
 import { readFileSync } from 'node:fs';
+import { checkAborted } from '../context.ts';
 import { GraftError } from '../errors.ts';
 import { readImageFolder } from '../data/folders.ts';
 import { loadAudio16k } from '../data/audio.ts';
@@ -35,6 +36,7 @@ export async function embedAudio(paths: readonly string[], o: { cache?: boolean;
   const fresh: [string, Float32Array][] = [];
   try {
     for (let i = 0; i < paths.length; i++) {
+      checkAborted();
       let bytes: Buffer;
       try { bytes = readFileSync(paths[i]!); } catch { skipped.push(paths[i]!); o.log?.(`warning: skipped ${paths[i]}: cannot read it`); continue; }
       const key = contentKey(bytes);

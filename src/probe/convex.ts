@@ -13,6 +13,7 @@
  * W = X_P^T T^-T U (P the pivot rows, T = L_P lower-triangular). Every fold's rows are rows of L, so one factorisation serves the whole search.
  */
 import { GraftError } from '../errors.ts';
+import { checkAborted } from '../context.ts';
 import { GraphBuilder } from '../graph/builder.ts';
 import { Session } from '../runtime/session.ts';
 import { fitStandardize, type Standardize } from '../heads/heads.ts';
@@ -292,6 +293,7 @@ export async function fitConvexProbe(x: Float32Array, y: Int32Array, d: number, 
       const ll = Cs.map(() => new Array<number>(nFolds).fill(0));
       const sols = Cs.map(() => new Float64Array(r * k + k));
       for (let f = 0; f < nFolds; f++) {
+        checkAborted();
         const held = folds[f]!;
         const train = folds.filter((_, j) => j !== f).flatMap((a) => Array.from(a));
         let w0: Float64Array = new Float64Array(r * k + k);

@@ -16,7 +16,7 @@ import { readImageFolder, decodeAll } from '../data/folders.ts';
 import { embedImages } from '../features/embed.ts';
 import type { Diagnosis } from '../train/diagnose.ts';
 import { accuracy, macroF1 } from '../train/metrics.ts';
-import { loadModel } from '../model/folder.ts';
+import { type LoadedModel, loadModel } from '../model/folder.ts';
 import type { Graph } from '../graph/ir.ts';
 import { encodeLabels } from '../data/csv.ts';
 import { type ProbeFeatures, type Protocol, checkHead, chooseProtocol, fitProbe, saveProbe, type HeadKind } from './fit.ts';
@@ -128,15 +128,15 @@ function combine(bb: ImageBackbone, cut: CutPoint, headGraph: Graph): Graph {
 
 export interface ImagePrediction { path: string; label: string; probabilities: Record<string, number> }
 
-/** Predicts every image under a path (a folder, searched recursively, or one file). */
-export async function predictImages(dir: string, data: string, log: (s: string) => void = () => {}): Promise<{ predictions: ImagePrediction[]; truth: (string | null)[] }> {
-  const model = await loadModel(dir);
+/** Predicts every image under a path (a folder, searched recursively, or one file), or a list of image files. */
+export async function predictImages(dir: string, data: string | readonly string[], log: (s: string) => void = () => {}, loaded?: LoadedModel): Promise<{ predictions: ImagePrediction[]; truth: (string | null)[] }> {
+  const model = loaded ?? await loadModel(dir);
   try {
     if (model.card.input.kind !== 'image') throw new GraftError('E_BAD_OPTION', `model ${dir} takes numeric CSV rows, not images`, 'Pass a CSV file.');
     const pre = model.card.input.preprocess as Parameters<typeof decodeAll>[1];
     let paths: string[];
     let truth: (string | null)[];
-    if (existsSync(data) && statSync(data).isFile()) { paths = [data]; truth = [null]; } else {
+    if (typeof data !== 'string') { paths = [...data]; truth = paths.map(() => null); } else if (existsSync(data) && statSync(data).isFile()) { paths = [data]; truth = [null]; } else {
       const f = readImageFolder(data, { valFraction: 0 });
       paths = f.train.paths;
       truth = Array.from(f.train.y, (c) => f.classes[c]!);
@@ -158,7 +158,7 @@ export async function predictImages(dir: string, data: string, log: (s: string) 
     }
     return { predictions: out, truth: keptTruth };
   } finally {
-    await model.dispose();
+    if (!loaded) await model.dispose();
   }
 }
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import sharp from 'sharp';
-import { trainCsv } from '../api.ts';
+import { trainCsv } from '../tabular/csv.ts';
 import { main } from '../cli/main.ts';
 import { writeDigitsSplit } from '../data/digits.ts';
 import { writeMnistFolder } from '../data/mnist.ts';

@@ -4,6 +4,7 @@
  * and a stop on divergence.
  */
 import type { Learner } from './learner.ts';
+import { currentRun } from '../context.ts';
 
 export class CancelFit extends Error { constructor(readonly reason = 'cancelled') { super(reason); } }
 export class CancelEpoch extends Error { constructor() { super('epoch cancelled'); } }
@@ -39,14 +40,17 @@ export interface EpochRecord {
   seconds: number;
 }
 
-/** Writes a one-line progress bar to stderr, only when stderr is a terminal. */
+/**
+ * Writes a one-line progress bar to stderr, only when stderr is a terminal, and not inside a
+ * public-API call that asked for none (src/context.ts: the library default).
+ */
 export class ProgressBar implements Callback {
   name = 'progress';
   order = 90;
   private readonly tty: boolean;
   private start = 0;
   constructor(private readonly stream: NodeJS.WriteStream = process.stderr, force = false) {
-    this.tty = force || !!stream.isTTY;
+    this.tty = force || (!!stream.isTTY && currentRun()?.progressBar !== false);
   }
   beforeEpoch(): void { this.start = performance.now(); }
   afterBatch(l: Learner): void {

@@ -10,6 +10,7 @@ import { rng } from '../graph/gradcheck.ts';
 import { type TensorData, tensor } from '../graph/tensor.ts';
 import type { Graph } from '../graph/ir.ts';
 import { defaultThreads, type SessionOptions } from '../runtime/session.ts';
+import { checkAborted, currentRun, reportProgress } from '../context.ts';
 import { CancelBatch, CancelEpoch, CancelFit, type Callback, type EpochRecord, type Event } from './callbacks.ts';
 import { BN, G, P, PN, S, SN, type EvalStep, type TrainStep, buildInferenceGraph, compileEvalStep, compileTrainStep } from './compiled.ts';
 import { mixSeed } from './init.ts';
@@ -59,6 +60,11 @@ export interface LearnerOptions {
   l2sp?: { alpha: number; anchors: Map<string, Float32Array> };
   /** Mixup: each batch is mixed with a shuffled copy of itself, lambda ~ Beta(alpha, alpha). */
   mixup?: number;
+  /**
+   * Checked before every batch: once aborted, fit() stops with GraftError E_ABORTED. Without it, the
+   * signal of the public-API call in progress (src/context.ts) is checked.
+   */
+  signal?: AbortSignal;
 }
 
 export interface FitOptions {
@@ -108,6 +114,7 @@ export class Learner {
   private fitKey = '';
   private readonly l2sp: LearnerOptions['l2sp'];
   private readonly mixup: number;
+  private readonly signal: AbortSignal | undefined;
 
   constructor(o: LearnerOptions) {
     this.net = o.net;
@@ -119,6 +126,7 @@ export class Learner {
     this.evalBatchSize = o.evalBatchSize ?? 256;
     this.seed = o.seed ?? 0;
     this.callbacks = [...(o.callbacks ?? [])];
+    this.signal = o.signal;
     this.sessionOpts = { threads: o.threads ?? defaultThreads(), ...(o.optimization ? { optimization: o.optimization } : {}) };
     for (const p of this.net.params) this.weights.set(p.name, Float32Array.from(p.value));
     this.groupSteps = this.net.groups.map(() => 0);
@@ -399,6 +407,7 @@ export class Learner {
             this.progress.iter = ep * batches + bi;
             this.lrs = lrs.map((lr) => schedule(this.progress.iter, this.progress.iters, lr));
             const [from, to] = ranges[bi]!;
+            checkAborted(this.signal ?? currentRun()?.signal);
             try {
               await this.fire('beforeBatch');
               const len = this.bucketOf(this.train, order, from, to);
@@ -425,6 +434,7 @@ export class Learner {
         this.history.push(rec);
         this.epochsDone = ep + 1;
         await this.fire('afterEpoch');
+        reportProgress({ type: 'epoch', epoch: ep, epochs, trainLoss: rec.trainLoss, ...(rec.valLoss !== undefined ? { valLoss: rec.valLoss, valAccuracy: rec.valAccuracy! } : {}), seconds: rec.seconds });
       }
     } catch (e) {
       if (!(e instanceof CancelFit)) {

@@ -1,25 +1,25 @@
 /**
- * The public API for tabular (numeric CSV) training, evaluation and prediction. The CLI calls only
- * this; so can any UI.
+ * Tabular (numeric CSV) training, evaluation and prediction: the convex linear probe and the MLP. The
+ * numeric-CSV entry of the task table (tasks/csv.ts) calls this; the public API is src/index.ts.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { GraftError } from './errors.ts';
-import { readNumericCsv, encodeLabels, checkClasses } from './data/csv.ts';
-import { stratifiedSplit, take } from './data/split.ts';
-import { accuracy, argmaxRows, macroF1 } from './train/metrics.ts';
-import { fitStandardize, linearHead, mlpHead } from './heads/heads.ts';
-import { Learner, type Dataset } from './train/learner.ts';
-import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from './train/callbacks.ts';
-import type { ScheduleOptions } from './train/schedules.ts';
-import { crossEntropy } from './train/losses.ts';
-import { diagnose, diagnoseConvex, type Diagnosis } from './train/diagnose.ts';
-import type { EpochRecord } from './train/callbacks.ts';
-import type { Network } from './train/network.ts';
-import { writeFileAtomic } from './io/atomic.ts';
-import { chooseProtocol, type Protocol } from './probe/fit.ts';
-import { convexLogits, fitConvexProbe } from './probe/convex.ts';
-import { stratifiedFolds } from './probe/heads.ts';
-import { GRAFT_VERSION, loadModel, saveModel, sha256 } from './model/folder.ts';
+import { GraftError } from '../errors.ts';
+import { readNumericCsv, encodeLabels, checkClasses } from '../data/csv.ts';
+import { stratifiedSplit, take } from '../data/split.ts';
+import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
+import { fitStandardize, linearHead, mlpHead } from '../heads/heads.ts';
+import { Learner, type Dataset } from '../train/learner.ts';
+import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/callbacks.ts';
+import type { ScheduleOptions } from '../train/schedules.ts';
+import { crossEntropy } from '../train/losses.ts';
+import { diagnose, diagnoseConvex, type Diagnosis } from '../train/diagnose.ts';
+import type { EpochRecord } from '../train/callbacks.ts';
+import type { Network } from '../train/network.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
+import { chooseProtocol, type Protocol } from '../probe/fit.ts';
+import { convexLogits, fitConvexProbe } from '../probe/convex.ts';
+import { stratifiedFolds } from '../probe/heads.ts';
+import { GRAFT_VERSION, loadModel, saveModel, sha256 } from '../model/folder.ts';
 import * as ort from 'onnxruntime-node';
 
 export interface TrainCsvOptions {
