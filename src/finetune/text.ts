@@ -32,6 +32,7 @@ import { crossEntropy, tokenCrossEntropy, tokenTargets } from '../train/losses.t
 import { type FineTuneResult, type PolicyKind, type StagesResult, StageTracker, discriminativeLrs, planStages, runStages } from '../train/policies.ts';
 import { lrFind } from '../train/lrfind.ts';
 import { fitConvexProbe, foldStandardize } from '../probe/convex.ts';
+import { trainText } from '../probe/text.ts';
 import { setFit } from '../text/setfit.ts';
 import { diagnose } from '../train/diagnose.ts';
 import { accuracy, argmaxRows, macroF1 } from '../train/metrics.ts';
@@ -83,6 +84,11 @@ export interface FineTuneTextOptions {
   threads?: number;
   checkpoint?: string;
   resume?: boolean;
+  /**
+   * LP-FT classification: when fine-tuning does not lower the validation loss without lowering the
+   * validation accuracy, save the default probe (`graft train` on the same encoder) instead (default true).
+   */
+  probeFallback?: boolean;
   log?: (line: string) => void;
 }
 
@@ -305,7 +311,7 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
       log(`resuming from ${ckpt}`);
       if (tracker.lr !== null) useLr(tracker.lr);
     } else if (lp) {
-      if (val) tracker.probe = { weights: learner.snapshotWeights(), acc: (await learner.evaluate(val)).accuracy };
+      if (val) { const e = await learner.evaluate(val); tracker.probe = { weights: learner.snapshotWeights(), acc: e.accuracy, loss: e.loss }; }
       if (o.lr === undefined) {
         learner.freezeTo(Math.min(...stages.map((s) => s.trainFrom)));
         const f = await lrFind(learner, { iters: Math.min(100, Math.max(40, 4 * Math.ceil(train.n / batch))) });
@@ -340,6 +346,22 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
         }
       } finally {
         await session.dispose();
+      }
+    }
+    // As for images: LP-FT is kept only when it lowers the validation loss without lowering the accuracy
+    // of the probe it started from; else the default probe, fitted by its own protocol on every example.
+    if (lp && val && tracker.probe?.loss !== undefined && o.probeFallback !== false) {
+      const end = await learner.evaluate(val);
+      if (end.accuracy < tracker.probe.acc || !(end.loss < tracker.probe.loss)) {
+        const why = `the probe scored ${tracker.probe.acc.toFixed(4)} on validation (loss ${tracker.probe.loss.toFixed(4)}), fine-tuning ${end.accuracy.toFixed(4)} (loss ${end.loss.toFixed(4)}): saved the default probe`;
+        log(why);
+        const pr = await trainText({ data: o.data, out: o.out, backbone: o.backbone, seed, ...(o.threads ? { threads: o.threads } : {}), log });
+        rmSync(ckpt, { force: true });
+        return {
+          out: o.out, task, labels: pr.labels, backbone: o.backbone, mode: kind, stages: done, kept: 'probe', note: note ? `${why}; ${note}` : why, trainedGroups: ['head'], seqLen,
+          trainAccuracy: pr.trainAccuracy, valAccuracy: pr.valAccuracy ?? valAccuracy, valMacroF1: pr.valMacroF1 ?? valMacroF1, ner: null, truncated: pr.truncated,
+          nTrain: train.n + val.n, nVal: 0, bestEpoch: null, seconds: (performance.now() - t0) / 1000, diagnosis: pr.diagnosis,
+        };
       }
     }
     const trainedGroups = setfit ? net.groups : net.groups.slice(Math.min(...stages.map((s) => s.trainFrom)));
