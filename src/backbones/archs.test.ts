@@ -44,7 +44,7 @@ const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 };
 const l2 = (a: ArrayLike<number>) => Math.sqrt(dot(a, a));
 
-export async function archStep(name: string): Promise<{ fx: Fx; groups: string[]; loss: number; logits: number[]; grads: Map<string, Float64Array>; missing: string[] }> {
+export async function archStep(name: string): Promise<{ fx: Fx; groups: string[]; loss: number; logits: number[]; grads: Map<string, Float64Array>; missing: string[]; trainable: string[] }> {
   const fx = JSON.parse(readFileSync(join(ARCH_DIR, `${name}.json`), 'utf8')) as Fx;
   const dir = mkdtempSync(join(tmpdir(), `graft-arch-${name}-`));
   try {
@@ -81,7 +81,8 @@ export async function archStep(name: string): Promise<{ fx: Fx; groups: string[]
     const r = await s.run(feeds, ['loss', 'logits', ...wanted.map((q) => `grad:${q}`)]);
     await s.dispose();
     const grads = new Map(wanted.map((q) => [q, Float64Array.from(toNumbers(r[`grad:${q}`]!))]));
-    return { fx, groups, loss: Number(r['loss']!.data[0]), logits: toNumbers(r['logits']!), grads, missing };
+    const trainable = net.params.filter((p) => !p.buffer).map((p) => p.name);
+    return { fx, groups, loss: Number(r['loss']!.data[0]), logits: toNumbers(r['logits']!), grads, missing, trainable };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -89,7 +90,7 @@ export async function archStep(name: string): Promise<{ fx: Fx; groups: string[]
 
 for (const name of ['resnet18', 'mobilenet_v3_small', 'efficientnet_b0', 'regnet_x_400mf', 'convnext_narrow', 'vit_tiny']) {
   test(`${name}: loaded as an ONNX file, grouped, one fine-tuning step matches PyTorch float64`, async (t) => {
-    const { fx, groups, loss, logits, grads, missing } = await archStep(name);
+    const { fx, groups, loss, logits, grads, missing, trainable } = await archStep(name);
     const tol = LOOSE[name] ?? TOL;
     t.diagnostic(`${name}: ${groups.length} groups: ${groups.join(', ')}`);
     const errs = fx.params.filter((p) => grads.has(p.name)).map((p) => {
@@ -110,6 +111,9 @@ for (const name of ['resnet18', 'mobilenet_v3_small', 'efficientnet_b0', 'regnet
     t.diagnostic(`${name}: loss rel err ${fmt(lossErr)}, logits ${fmt(logitsErr)}; worst: ` +
       worst.slice(0, 4).map((e) => `${e.name} ${fmt(e.worst)} (torch f32 ${fmt(e.f32)})`).join('; '));
     assert.deepEqual(missing, [], `${name}: weights PyTorch trains that graft does not`);
+    // Every weight PyTorch trains (its parameters: the state_dict's floats but BatchNorm statistics), and no other.
+    const torchParams = Object.keys(fx.weights).filter((k) => !/\.running_(mean|var)$/.test(k));
+    assert.deepEqual([...trainable].sort(), [...torchParams, 'linear.weight', 'linear.bias'].sort(), `${name}: trainable weights`);
     assert.ok(groups.length >= 3, `${name}: layer groups ${groups.join(', ')}`);
     assert.ok(lossErr < tol, `${name}: loss ${fmt(lossErr)}`);
     assert.ok(logitsErr < tol, `${name}: logits ${fmt(logitsErr)}`);
