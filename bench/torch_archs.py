@@ -39,4 +39,14 @@ for name in sys.argv[3:]:
     for _ in range(steps):
         step()
     out[name] = (time.perf_counter() - t) / steps * 1000
+
+    def grad_only():
+        model.zero_grad(set_to_none=True)
+        lossf(model(x), y).backward()
+
+    grad_only()
+    t = time.perf_counter()
+    for _ in range(steps):
+        grad_only()
+    out[name + ":grad"] = (time.perf_counter() - t) / steps * 1000
 print(json.dumps(out))
