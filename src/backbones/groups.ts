@@ -7,7 +7,7 @@
  * segments (the module path, without the tensor's own name); consecutive weights with the same key form a
  * group. d is the smallest depth that gives at least 4 groups none of which holds more than half of the
  * weights (ResNet-18: d = 2, the stem and each of the eight blocks; a ViT: d = 3, one group per encoder
- * layer). Consecutive groups that are single modules at the root (conv1, bn1) are merged.
+ * layer). Consecutive groups that are single modules under one parent (conv1 and bn1; a stem's conv and BN) are merged.
  *
  * By structure (names without module paths, e.g. onnx::Conv_123): a group ends at each residual Add (an Add of
  * two computed tensors), and runs are merged so that there are at most 12 groups.
@@ -66,16 +66,18 @@ export function inferGroups(graph: Graph): LayerGroup[] {
     }
     const runs = pick ?? best;
     if (runs.length >= 2) {
+      // Consecutive single modules under one parent (conv1 and bn1 at the root; a stem's Conv and its BatchNorm,
+      // features.0.0 and features.0.1) form one group, named by the parent where there is one.
       const merged: LayerGroup[] = [];
-      let prevLeaf = false;
+      const parent = (k: string) => k.split('.').slice(0, -1).join('.');
+      let prev: { key: string; leaf: boolean } | null = null;
       for (const r of runs) {
-        const rootLeaf = r.leaf && !r.key.includes('.');
         const last = merged.at(-1);
-        if (last && rootLeaf && prevLeaf) {
-          last.name = `${last.name.split('+')[0]}+${r.key || 'root'}`;
+        if (last && prev && r.leaf && prev.leaf && parent(r.key) === parent(prev.key)) {
+          last.name = parent(r.key) || `${last.name.split('+')[0]}+${r.key || 'root'}`;
           last.params.push(...r.params);
         } else merged.push({ name: r.key || 'root', params: [...r.params] });
-        prevLeaf = rootLeaf;
+        prev = r;
       }
       // Names must be unique (a module path can recur when the graph interleaves two modules).
       const seen = new Map<string, number>();
