@@ -120,3 +120,26 @@ for (const name of ['resnet18', 'mobilenet_v3_small', 'efficientnet_b0', 'regnet
     assert.deepEqual(worst.filter((e) => !(e.worst < tol)).map((e) => `${e.name}: ${fmt(e.worst)}`), [], `${name}: gradients missing ${tol}`);
   });
 }
+
+test('inferGroups without module names (onnx::N): groups end at residual Adds; ResNet-18 gives stem+blocks', async (t) => {
+  const { inferGroups } = await import('./groups.ts');
+  const { checkOnnxFile } = await import('./onnxfile.ts');
+  const fx = JSON.parse(readFileSync(join(ARCH_DIR, 'resnet18.json'), 'utf8')) as Fx;
+  const dir = mkdtempSync(join(tmpdir(), 'graft-arch-names-'));
+  try {
+    const g = checkOnnxFile(rebuildWeights('resnet18', fx.weights, dir));
+    // Rename every initializer to an exporter's anonymous name.
+    const rename = new Map([...g.initializers.keys()].map((k, i) => [k, `onnx::Conv_${i}`]));
+    g.initializers = new Map([...g.initializers].map(([k, v]) => [rename.get(k)!, { ...v, name: rename.get(k)! }]));
+    for (const n of g.nodes) n.inputs = n.inputs.map((i) => rename.get(i) ?? i);
+    const groups = inferGroups(g);
+    t.diagnostic(`structural groups: ${groups.map((gr) => `${gr.name} (${gr.params.length})`).join(', ')}`);
+    assert.ok(groups.length >= 4 && groups.length <= 12, `${groups.length} groups`);
+    // Every float weight in exactly one group, in graph order.
+    const all = groups.flatMap((gr) => gr.params);
+    assert.equal(new Set(all).size, all.length);
+    assert.equal(all.length, [...g.initializers.values()].filter((v) => v.dtype === 'float32').length);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

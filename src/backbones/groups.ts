@@ -10,7 +10,7 @@
  * layer). Consecutive groups that are single modules under one parent (conv1 and bn1; a stem's conv and BN) are merged.
  *
  * By structure (names without module paths, e.g. onnx::Conv_123): a group ends at each residual Add (an Add of
- * two computed tensors), and runs are merged so that there are at most 12 groups.
+ * two computed tensors), and consecutive blocks are merged so that there are at most 12 groups.
  */
 import type { Graph } from '../graph/ir.ts';
 import type { LayerGroup } from './types.ts';
@@ -89,11 +89,11 @@ export function inferGroups(graph: Graph): LayerGroup[] {
       return merged;
     }
   }
-  return structuralGroups(graph, names, size);
+  return structuralGroups(graph, names);
 }
 
-/** Groups that end at residual Adds, merged into at most 12 runs of about equal weight. */
-function structuralGroups(graph: Graph, names: string[], size: (ps: string[]) => number): LayerGroup[] {
+/** Groups that end at residual Adds, merged into at most 12 runs. */
+function structuralGroups(graph: Graph, names: string[]): LayerGroup[] {
   const want = new Set(names);
   const blocks: string[][] = [[]];
   const seen = new Set<string>();
@@ -108,19 +108,10 @@ function structuralGroups(graph: Graph, names: string[], size: (ps: string[]) =>
     if (residual && blocks.at(-1)!.length) blocks.push([]);
   }
   const nonEmpty = blocks.filter((b) => b.length);
-  const maxGroups = 12;
-  const total = size(names);
+  // At most 12 groups: consecutive blocks merged in equal numbers (weights grow with depth, so merging by
+  // weight would lump the whole early network into one group).
+  const per = Math.ceil(nonEmpty.length / 12);
   const out: LayerGroup[] = [];
-  let cur: string[] = [];
-  let acc = 0;
-  for (const b of nonEmpty) {
-    cur.push(...b);
-    acc += size(b);
-    if (acc >= (total * (out.length + 1)) / maxGroups) {
-      out.push({ name: `block${out.length}`, params: cur });
-      cur = [];
-    }
-  }
-  if (cur.length) out.push({ name: `block${out.length}`, params: cur });
+  for (let i = 0; i < nonEmpty.length; i += per) out.push({ name: `block${out.length}`, params: nonEmpty.slice(i, i + per).flat() });
   return out;
 }
