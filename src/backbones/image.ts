@@ -15,6 +15,7 @@ import { type BackboneEntry, findBackbone } from './registry.ts';
 import { convertTfjsLayers, loadTfjsLayers } from './tfjs.ts';
 import { convertTfjsGraph, loadTfjsGraph } from './tfjs-graph.ts';
 import { checkOnnxFile, loadOnnxFolder } from './onnxfile.ts';
+import { inferGroups } from './groups.ts';
 import { HUB_ID, hubSnapshot } from './hub.ts';
 import { REGISTRY } from './registry.ts';
 import { GraphBuilder } from '../graph/builder.ts';
@@ -235,6 +236,6 @@ function loadOnnxImageBackbone(path: string, extraCut?: string): ImageBackbone {
   });
   return {
     id: modelPath, sha256: sha256(readFileSync(modelPath)), graph, inputName: inp.name,
-    preprocess: hubPreprocess(folder ? path : dirname(path), h, w), cuts, groups: [], entry: null,
+    preprocess: hubPreprocess(folder ? path : dirname(path), h, w), cuts, groups: inferGroups(graph), entry: null,
   };
 }

@@ -55,15 +55,27 @@ export interface BackboneNetwork extends Network {
 
 const BN_STATS = new Set([3, 4]);
 
-/** Initializers that are trainable weights: everything float but BatchNorm running statistics. */
-function weightNames(nodes: Node[], inits: Map<string, { dtype: string }>): Set<string> {
+const WEIGHT_OPS = new Set(['Conv', 'Gemm', 'MatMul', 'BatchNormalization', 'ConvTranspose', 'LayerNormalization']);
+/** Ops whose non-scalar float initializer inputs are parameters too: layer scales (Mul), position embeddings (Add), class tokens (Expand, Concat). */
+const PARAM_OPS = new Set(['Mul', 'Add', 'Expand', 'Concat']);
+
+/**
+ * Initializers that are trainable weights: float inputs of weight layers (directly or through a Transpose, as
+ * PyTorch exports a Linear's weight without constant folding), and non-scalar float inputs of Mul, Add, Expand
+ * and Concat (layer scales, position embeddings, class tokens); never BatchNorm running statistics.
+ */
+function weightNames(nodes: Node[], inits: Map<string, { dtype: string; dims: number[] }>): Set<string> {
   const stats = new Set<string>();
   const used = new Set<string>();
+  const consumers = new Map<string, Node[]>();
+  for (const n of nodes) for (const i of n.inputs) if (i) consumers.set(i, [...(consumers.get(i) ?? []), n]);
   for (const n of nodes) {
     n.inputs.forEach((i, k) => {
       if (!inits.has(i)) return;
       if (n.op === 'BatchNormalization' && BN_STATS.has(k)) stats.add(i);
-      else if (n.op === 'Conv' || n.op === 'Gemm' || n.op === 'MatMul' || n.op === 'BatchNormalization' || n.op === 'ConvTranspose' || n.op === 'LayerNormalization') used.add(i);
+      else if (WEIGHT_OPS.has(n.op)) used.add(i);
+      else if (n.op === 'Transpose' && (consumers.get(n.outputs[0]!) ?? []).some((c) => WEIGHT_OPS.has(c.op))) used.add(i);
+      else if (PARAM_OPS.has(n.op) && inits.get(i)!.dims.reduce((p, d) => p * d, 1) > 1) used.add(i);
     });
   }
   return new Set([...used].filter((i) => !stats.has(i) && inits.get(i)!.dtype === 'float32'));
@@ -165,13 +177,19 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
   }
   // The nodes between fromTensor and the cut.
   const live = new Set<string>([fromTensor]);
+  // Tensors computed from initializers only (a Linear's weight behind a Transpose, shape constants): replayed
+  // too, so gradients reach weights that pass through them.
+  const constant = new Set<string>();
   const nodes: Node[] = [];
   for (const n of a.nodes) {
     if (n.outputs.includes(fromTensor)) continue;
     if (n.inputs.some((i) => live.has(i))) {
       nodes.push(n);
       n.outputs.forEach((t) => live.add(t));
-    } else if (!n.inputs.every((i) => !i || bb.graph.initializers.has(i))) {
+    } else if (n.inputs.every((i) => !i || bb.graph.initializers.has(i) || constant.has(i))) {
+      nodes.push(n);
+      n.outputs.forEach((t) => constant.add(t));
+    } else {
       // Reached from below fromTensor without passing through it: the prefix is not separable here.
       if (a.nodeGroup.get(n)! >= fromGroup) {
         throw new GraftError('E_GRAPH_INVALID', `node ${n.name} of ${bb.id} reads a tensor from below ${fromTensor}`, 'Start from an earlier group.');

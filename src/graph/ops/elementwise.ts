@@ -267,11 +267,41 @@ defineOp('Clip', {
 
 // ---- comparisons and selection -------------------------------------------------------------------------
 // Boolean results: no gradient flows through them (the masks exporters build around attention).
-for (const op of ['Equal', 'Greater', 'Less', 'GreaterOrEqual', 'LessOrEqual', 'And', 'Or', 'Xor']) defineOp(op, { infer: bcastBool, ...noGradient(2) });
+const CMP_FOLD: Record<string, (a: number, b: number) => boolean> = {
+  Equal: (a, b) => a === b, Greater: (a, b) => a > b, Less: (a, b) => a < b, GreaterOrEqual: (a, b) => a >= b, LessOrEqual: (a, b) => a <= b,
+  And: (a, b) => !!a && !!b, Or: (a, b) => !!a || !!b, Xor: (a, b) => !!a !== !!b,
+};
+/** The values of small (at most 1-D, 64 elements) results whose inputs are all known at build time. */
+function smallKnown(c: InferCtx, shape: Dim[]): { n: number; vals: number[][] } | undefined {
+  if (shape.length > 1 || shape.some((d) => typeof d !== 'number')) return undefined;
+  const n = shape.length ? shape[0] as number : 1;
+  const ins = c.inputs.filter((t): t is TypeInfo => !!t);
+  if (n > 64 || ins.length !== c.inputs.length || ins.some((t) => !t.value || t.value.dtype === 'float16')) return undefined;
+  return { n, vals: ins.map((t) => toNumbers(t.value!)) };
+}
+const at = (v: number[], i: number) => v[v.length === 1 ? 0 : i]!;
+// Comparisons fold small known values: torch exports expand(-1, ...) as Where(Equal(shape, -1), 1, shape).
+for (const op of Object.keys(CMP_FOLD)) {
+  defineOp(op, {
+    infer: (c) => {
+      const shape = bcastBool(c)[0]!.shape;
+      const k = smallKnown(c, shape);
+      const value = k ? tensor('bool', shape as number[], Array.from({ length: k.n }, (_, i) => Number(CMP_FOLD[op]!(at(k.vals[0]!, i), at(k.vals[1]!, i))))) : undefined;
+      return [{ dtype: 'bool', shape, ...(value ? { value } : {}) }];
+    },
+    ...noGradient(2),
+  });
+}
 defineOp('IsNaN', { infer: (c) => [{ dtype: 'bool', shape: [...c.inputs[0]!.shape] }], ...noGradient(1) });
 defineOp('IsInf', { infer: (c) => [{ dtype: 'bool', shape: [...c.inputs[0]!.shape] }], ...noGradient(1) });
 defineOp('Where', {
-  infer: (c) => [{ dtype: c.inputs[1]!.dtype, shape: broadcastShapes(c.node, c.inputs.map((t) => t!.shape)) }],
+  infer: (c) => {
+    const dtype = c.inputs[1]!.dtype;
+    const shape = broadcastShapes(c.node, c.inputs.map((t) => t!.shape));
+    const k = dtype === 'float16' ? undefined : smallKnown(c, shape);
+    const value = k ? tensor(dtype, shape as number[], Array.from({ length: k.n }, (_, i) => (at(k.vals[0]!, i) ? at(k.vals[1]!, i) : at(k.vals[2]!, i)))) : undefined;
+    return [{ dtype, shape, ...(value ? { value } : {}) }];
+  },
   nondiff: [0],
   grad: (c) => {
     const { b } = c;

@@ -35,7 +35,9 @@ defineOp('Reshape', {
       const b = knownSize(out);
       if (a !== null && b !== null && a !== b) throw shapeError(c.node, `cannot reshape [${x.shape}] (${a} values) to [${target}] (${b} values)`);
     }
-    return [{ dtype: x.dtype, shape: out }];
+    // A small known value keeps its values (torch exports expand's sizes as Reshape(Concat(...), [-1])).
+    const v = x.value && x.value.dtype !== 'float16' && out.length <= 1 && out.every((d) => typeof d === 'number') ? toNumbers(x.value) : undefined;
+    return [withValue({ dtype: x.dtype, shape: out }, v)];
   },
   grad: reshapeBack,
 });
