@@ -74,6 +74,12 @@ export type { ModelCard } from './model/folder.ts';
 export type { BackboneEntry } from './backbones/registry.ts';
 /** `report()`'s result. */
 export type { ReportCommandResult as ReportResult } from './report/report.ts';
+/**
+ * `serve(dirs, options)`: model folders behind an HTTP API (fastify) with micro-batching, a bearer
+ * token, Prometheus metrics and graceful shutdown; resolves to a handle with the bound `url` and
+ * `close()`. See src/serve/server.ts for the endpoints.
+ */
+export { serve, type ServeOptions, type ServeHandle } from './serve/server.ts';
 /** The learning-rate finder's sweep. */
 export type { LrFindResult } from './train/lrfind.ts';
 
