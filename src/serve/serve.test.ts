@@ -97,7 +97,7 @@ test('health, the model list, and good requests answered as predict() answers', 
   const byPath = await mnist.predict(pngs);
   assert.equal(viaJson.body.predictions.length, 3);
   viaJson.body.predictions.forEach((p: any, i: number) => {
-    assert.equal(p.label, byPath.predictions[i]!.label);
+    assert.equal(p.label, (byPath.predictions[i] as any).label);
     for (const l of mnist.labels) assert.ok(Math.abs(p.probabilities[l] - (byPath.predictions[i] as any).probabilities[l]) < 1e-6);
   });
 });
@@ -115,7 +115,7 @@ test('concurrent requests are micro-batched into fewer predict calls, each answe
     const direct = await digits.predict({ rows: parts[i]! });
     assert.equal(answers[i]!.body.predictions.length, parts[i]!.length);
     answers[i]!.body.predictions.forEach((p: any, j: number) => {
-      assert.equal(p.label, direct.predictions[j]!.label);
+      assert.equal(p.label, (direct.predictions[j] as any).label);
       for (const l of digits.labels) assert.ok(Math.abs(p.probabilities[l] - (direct.predictions[j] as any).probabilities[l]) < 1e-5);
     });
   }
