@@ -170,8 +170,10 @@ export async function evaluate(modelDir: string, data: string, options: RunOptio
 
 /**
  * Predictions of a model folder: for a path (a CSV or JSONL file, an image, a folder of images or
- * clips), a list of image or clip files, `{ texts }` (and `pairs` for pair models) or `{ rows }` of
- * numeric features by column name. NER models give entities with character offsets.
+ * clips), a list of image or clip files, `{ texts }` (and `pairs` for pair models), `{ rows }` of
+ * numeric features by column name, or `{ images }` of encoded image bytes in memory (image models;
+ * same preprocessing and 50-megapixel header check as files, and an unreadable image fails the call).
+ * NER models give entities with character offsets.
  */
 export async function predict(modelDir: string, inputs: PredictInput, options: RunOptions = {}): Promise<PredictResult> {
   const { ctx, o } = prepare(options);

@@ -139,6 +139,7 @@ test('every bad request gets a 4xx with {code, message}, and the server keeps se
     ['missing token', post('/v1/models/digits/predict', { rows: rows.slice(0, 1) }, { 'content-type': 'application/json' }), 401, 'E_UNAUTHORIZED'],
     ['wrong token', post('/v1/models/digits/predict', { rows: rows.slice(0, 1) }, { authorization: 'Bearer sesamf', 'content-type': 'application/json' }), 401, 'E_UNAUTHORIZED'],
     ['unknown model', post('/v1/models/nope/predict', { rows: rows.slice(0, 1) }), 404, 'E_MODEL_NOT_FOUND'],
+    ['multipart files over the body limit together', post('/v1/models/mnist/predict', (() => { const f = new FormData(); for (let i = 0; i < 2; i++) f.append('image', new Blob([new Uint8Array(600 * 1024)]), `${i}.png`); return f; })(), auth), 413, 'E_BODY_TOO_LARGE'],
     ['multipart for a CSV model', post('/v1/models/digits/predict', (() => { const f = new FormData(); f.append('x', new Blob([new Uint8Array(3)]), 'x'); return f; })(), auth), 415, 'E_UNSUPPORTED_MEDIA_TYPE'],
   ];
   for (const [what, p, status, code] of cases) {

@@ -309,7 +309,7 @@ export async function serve(dirs: readonly string[], options: ServeOptions = {})
   const tokenHash = options.token !== undefined ? sha(options.token) : null;
   app.addHook('onRequest', async (req) => {
     (req as FastifyRequest & { t0?: bigint }).t0 = process.hrtime.bigint();
-    if (!tokenHash || req.url === '/healthz') return;
+    if (!tokenHash || req.url.split('?')[0] === '/healthz') return;
     const h = req.headers.authorization ?? '';
     const m = /^Bearer (.+)$/i.exec(h);
     // Hashes make the comparison constant-time whatever the lengths.
@@ -344,8 +344,14 @@ export async function serve(dirs: readonly string[], options: ServeOptions = {})
     if (req.isMultipart()) {
       if (s.kind !== 'images') throw new HttpError(415, 'E_UNSUPPORTED_MEDIA_TYPE', `model ${s.name} takes JSON; multipart is for image models`);
       const images: Uint8Array[] = [];
+      let bytes = 0;
       for await (const part of req.parts()) {
-        if (part.type === 'file') images.push(new Uint8Array(await part.toBuffer()));
+        if (part.type !== 'file') continue;
+        const b = await part.toBuffer();
+        bytes += b.length;
+        // Each file is held to the body limit by the parser; all of them together are held here.
+        if (bytes > bodyLimit) throw new HttpError(413, 'E_BODY_TOO_LARGE', `the files are over the body limit of ${bodyLimit} bytes`);
+        images.push(new Uint8Array(b));
       }
       if (!images.length) throw new HttpError(400, 'E_BAD_REQUEST', 'the multipart body has no file');
       job = { input: { images }, n: images.length };
