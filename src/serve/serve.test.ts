@@ -93,8 +93,13 @@ test('health, the model list, and good requests answered as predict() answers', 
   const viaForm = await post('/v1/models/mnist/predict', form, auth);
   assert.equal(viaForm.status, 200, JSON.stringify(viaForm.body));
   assert.deepEqual(viaForm.body, viaJson.body);
-  // In-memory bytes predict as the files do.
+  // In-memory bytes predict as the files do (the public API's { images }), and strictly.
   const byPath = await mnist.predict(pngs);
+  const byBytes = await mnist.predict({ images: bytes.map((b) => new Uint8Array(b)) });
+  assert.deepEqual(byBytes.predictions.map((p: any) => p.label), byPath.predictions.map((p: any) => p.label));
+  await assert.rejects(mnist.predict({ images: [bytes[0]!.subarray(0, 40)] }), (e: any) => e.code === 'E_IMAGE_CORRUPT' && /image 1/.test(e.message));
+  await assert.rejects(mnist.predict({ images: [pngHeader(100_000, 100_000)] }), (e: any) => e.code === 'E_IMAGE_TOO_LARGE');
+  await assert.rejects(digits.predict({ images: [bytes[0]!] }), (e: any) => e.code === 'E_BAD_OPTION');
   assert.equal(viaJson.body.predictions.length, 3);
   viaJson.body.predictions.forEach((p: any, i: number) => {
     assert.equal(p.label, (byPath.predictions[i] as any).label);
