@@ -250,7 +250,7 @@ export async function serve(dirs: readonly string[], options: ServeOptions = {})
   const timeout = options.requestTimeoutMs ?? 30_000;
   const log = options.log ?? (() => {});
   const int = (v: number, what: string, min: number) => {
-    if (!(Number.isInteger(v) && v >= min)) throw new GraftError('E_BAD_OPTION', `${what} must be an integer >= ${min}, got ${v}`, `Pass e.g. --${what} ${Math.max(min, 1) * 8}.`);
+    if (!(Number.isInteger(v) && v >= min)) throw new GraftError('E_BAD_OPTION', `--${what} must be an integer >= ${min}, got ${v}`, `Pass --${what} a whole number of at least ${min}.`);
   };
   int(maxBatch, 'max-batch', 1); int(maxWaitMs, 'max-wait-ms', 0); int(bodyLimit, 'body-limit', 1); int(timeout, 'request-timeout-ms', 1);
   if (options.port !== undefined) int(options.port, 'port', 0);
