@@ -42,6 +42,7 @@ import { TASKS, taskForModel, taskForModelData, taskForTraining, tasksForData } 
 import { checkFineTune, logOf } from './tasks/common.ts';
 import { imageFineTuneOptions } from './tasks/images.ts';
 import { isDir } from './tasks/detect.ts';
+import type { ServeHandle, ServeOptions } from './serve/server.ts';
 import type {
   EmbedOptions, EmbedResult, EvaluateResult, Mode, PredictInput, PredictResult, RankOptions, RunOptions, TaskId, TrainOptions, TrainPlan, TrainResult,
 } from './tasks/types.ts';
@@ -74,6 +75,8 @@ export type { ModelCard } from './model/folder.ts';
 export type { BackboneEntry } from './backbones/registry.ts';
 /** `report()`'s result. */
 export type { ReportCommandResult as ReportResult } from './report/report.ts';
+/** Options of `serve()` and the running server's handle. */
+export type { ServeOptions, ServeHandle } from './serve/server.ts';
 /** The learning-rate finder's sweep. */
 export type { LrFindResult } from './train/lrfind.ts';
 
@@ -164,8 +167,10 @@ export async function evaluate(modelDir: string, data: string, options: RunOptio
 
 /**
  * Predictions of a model folder: for a path (a CSV or JSONL file, an image, a folder of images or
- * clips), a list of image or clip files, `{ texts }` (and `pairs` for pair models) or `{ rows }` of
- * numeric features by column name. NER models give entities with character offsets.
+ * clips), a list of image or clip files, `{ texts }` (and `pairs` for pair models), `{ rows }` of
+ * numeric features by column name, or `{ images }` of encoded image bytes in memory (image models;
+ * same preprocessing and 50-megapixel header check as files, and an unreadable image fails the call).
+ * NER models give entities with character offsets.
  */
 export async function predict(modelDir: string, inputs: PredictInput, options: RunOptions = {}): Promise<PredictResult> {
   const { ctx, o } = prepare(options);
@@ -314,3 +319,17 @@ export async function backbone(id: string): Promise<BackboneDetails> {
   return { ...e, groups, candidates };
 }
 
+/**
+ * Serves model folders (paths, or `NAME=DIR`) over HTTP (fastify): `POST /v1/models/NAME/predict`
+ * with micro-batching of concurrent requests, `GET /healthz`, `GET /v1/models`, Prometheus
+ * `/metrics`, a bearer token, body/pixel/time limits, and graceful shutdown (`close()` stops
+ * accepting and answers the requests in flight). Each folder is loaded with `loadModel()`, checked
+ * as untrusted input. The server (src/serve/server.ts) calls only this module's API; it is loaded
+ * on first use, so the other verbs never load the HTTP stack.
+ * @returns the running server: its bound `url`, `host`, `port`, model names, and `close()`.
+ * @throws GraftError for a folder that is not a valid model, or two models of one name.
+ */
+export async function serve(dirs: readonly string[], options: ServeOptions = {}): Promise<ServeHandle> {
+  const { serve: start } = await import('./serve/server.ts');
+  return start(dirs, options);
+}

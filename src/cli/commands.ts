@@ -148,6 +148,24 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
   },
   {
+    name: 'serve',
+    synopsis: [
+    'graft serve <DIR|NAME=DIR>... [--port 8080] [--host 127.0.0.1] [--token T] [--max-batch 64] [--max-wait-ms 5]',
+    '            HTTP: POST /v1/models/NAME/predict, GET /v1/models, /healthz, /metrics (Prometheus)',
+  ],
+    about: 'Serves model folders over HTTP: POST /v1/models/NAME/predict with {"rows": [...]} (numeric CSV), {"texts": [...]} or {"images": [base64, ...]} / multipart files, answered as graft predict --json prints; concurrent requests are micro-batched. NAME is the folder\'s name, or NAME=DIR. SIGTERM stops accepting, finishes in-flight requests and exits 0.',
+    options: [
+      { name: 'port', type: 'int', arg: 'N', key: 'port', help: 'TCP port (default 8080; 0 picks a free one)' },
+      { name: 'host', type: 'string', arg: 'ADDR', key: 'host', help: 'interface to bind (default 127.0.0.1; 0.0.0.0 for every one)' },
+      { name: 'token', type: 'string', arg: 'T', key: 'token', help: 'require Authorization: Bearer T on every endpoint but /healthz (default GRAFT_SERVE_TOKEN, else none)' },
+      { name: 'max-batch', type: 'int', arg: 'N', key: 'maxBatch', help: 'the most inputs one predict call takes (default 64)' },
+      { name: 'max-wait-ms', type: 'int', arg: 'MS', key: 'maxWaitMs', help: 'how long a request waits for others to join its batch (default 5)' },
+      { name: 'body-limit', type: 'int', arg: 'BYTES', key: 'bodyLimit', help: 'the largest request body (default 10485760)' },
+      { name: 'request-timeout-ms', type: 'int', arg: 'MS', key: 'requestTimeoutMs', help: 'the longest a request may take to arrive or be answered (default 30000)' },
+      threads,
+    ],
+  },
+  {
     name: 'backbones',
     synopsis: [
     'graft backbones [show ID]',

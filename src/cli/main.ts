@@ -7,7 +7,7 @@
 import { isGraftError } from '../errors.ts';
 import {
   type EvaluateResult, type PredictResult, type TrainOptions,
-  backbone, backbones, dataKind, embed, evaluate, lrFind, planTrain, predict, rank, report,
+  backbone, backbones, dataKind, embed, evaluate, lrFind, planTrain, predict, rank, report, serve, type ServeOptions,
 } from '../index.ts';
 import { runDemo } from './demo.ts';
 import { COMMANDS, topHelp } from './commands.ts';
@@ -207,6 +207,23 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         const outPath = r.report!;
         print(json ? JSON.stringify({ suggestion: r.suggestion, minOver10: r.minOver10, report: outPath, lrs: r.lrs, losses: r.losses })
           : `suggested learning rate ${r.suggestion.toPrecision(3)} (steepest descent; minimum/10: ${r.minOver10.toPrecision(3)}); plot in ${outPath}`);
+        return 0;
+      }
+      case 'serve': {
+        if (pos.length < 1) throw usage('graft serve takes one or more model folders (or NAME=DIR)', cmd);
+        const o = apiOptions(spec, v) as ServeOptions;
+        const token = o.token ?? process.env['GRAFT_SERVE_TOKEN'];
+        const h = await serve(pos, { ...o, ...(token ? { token } : {}), log });
+        print(`listening on ${h.url} (models: ${h.models.join(', ')})`);
+        await new Promise<void>((res) => {
+          const stop = (sig: string) => {
+            log(`${sig}: finishing in-flight requests`);
+            void h.close().then(res);
+          };
+          process.once('SIGTERM', () => stop('SIGTERM'));
+          process.once('SIGINT', () => stop('SIGINT'));
+        });
+        log('stopped');
         return 0;
       }
       case 'demo':

@@ -13,6 +13,7 @@ import { take } from '../data/split.ts';
 import { defaultBackbone } from '../backbones/registry.ts';
 import type { CutPoint } from '../backbones/types.ts';
 import { readImageFolder, decodeAll } from '../data/folders.ts';
+import { prepareImage } from '../data/images.ts';
 import { embedImages } from '../features/embed.ts';
 import type { Diagnosis } from '../train/diagnose.ts';
 import { accuracy, macroF1 } from '../train/metrics.ts';
@@ -157,6 +158,41 @@ export async function predictImages(dir: string, data: string | readonly string[
       });
     }
     return { predictions: out, truth: keptTruth };
+  } finally {
+    if (!loaded) await model.dispose();
+  }
+}
+
+/**
+ * Predictions for images held in memory (encoded PNG/JPEG/WebP/GIF bytes), strictly: an unreadable
+ * image or one whose header claims more than the pixel limit fails the whole call with its GraftError
+ * (E_IMAGE_CORRUPT, E_IMAGE_TOO_LARGE) naming it "image N", the header checked before any decoding.
+ */
+export async function predictImageBytes(dir: string, images: readonly Uint8Array[], loaded?: LoadedModel): Promise<ImagePrediction[]> {
+  const model = loaded ?? await loadModel(dir);
+  try {
+    if (model.card.input.kind !== 'image') throw new GraftError('E_BAD_OPTION', `model ${dir} does not take images`, 'Pass data of the kind the model was trained on.');
+    const pre = model.card.input.preprocess as Parameters<typeof decodeAll>[1];
+    const d = 3 * pre.size[0] * pre.size[1];
+    const k = model.card.labels.length;
+    const out: ImagePrediction[] = [];
+    for (let from = 0; from < images.length; from += 64) {
+      const chunk = images.slice(from, from + 64);
+      const x = new Float32Array(chunk.length * d);
+      for (let i = 0; i < chunk.length; i++) {
+        const img = chunk[i];
+        const name = `image ${from + i + 1}`;
+        if (!(img instanceof Uint8Array)) throw new GraftError('E_IMAGE_CORRUPT', `${name} is not bytes`, 'Pass each image as a Uint8Array of PNG, JPEG, WebP or GIF data.');
+        x.set(await prepareImage(img, pre, { name }), i * d);
+      }
+      const probs = await model.predict(x, chunk.length);
+      for (let r = 0; r < chunk.length; r++) {
+        let best = 0;
+        for (let j = 1; j < k; j++) if (probs[r * k + j]! > probs[r * k + best]!) best = j;
+        out.push({ path: `image ${from + r + 1}`, label: model.card.labels[best]!, probabilities: Object.fromEntries(model.card.labels.map((l, j) => [l, probs[r * k + j]!])) });
+      }
+    }
+    return out;
   } finally {
     if (!loaded) await model.dispose();
   }

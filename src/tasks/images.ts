@@ -8,7 +8,7 @@ import { loadModel } from '../model/folder.ts';
 import { encodeLabels } from '../data/csv.ts';
 import { decodeAll } from '../data/folders.ts';
 import { checkHead } from '../probe/fit.ts';
-import { evalImages, predictImages, trainImages } from '../probe/images.ts';
+import { evalImages, predictImageBytes, predictImages, trainImages } from '../probe/images.ts';
 import { AUDIO_EXTENSIONS, embedAudio } from '../probe/audio.ts';
 import { embedCommand } from '../probe/embed.ts';
 import { fineTuneImages } from '../finetune/images.ts';
@@ -96,6 +96,7 @@ export const imagesTask: Task = {
   evaluate: (dir, data) => evalImages(dir, data),
 
   async predict(dir, input, o) {
+    if (typeof input !== 'string' && !Array.isArray(input) && 'images' in input) return { task: 'images', predictions: await predictImageBytes(dir, input.images, o.model) };
     if (typeof input !== 'string' && !Array.isArray(input)) throw wrongInput(dir, 'images', 'rows or texts');
     return { task: 'images', predictions: (await predictImages(dir, input as string | readonly string[], o.log, o.model)).predictions };
   },

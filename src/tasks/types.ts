@@ -150,13 +150,16 @@ export type PredictResult =
 
 /**
  * What to predict: a path (a CSV or JSONL file, an image, a folder of images or clips), a list of
- * image or clip files, texts (and second texts, for pair models), or rows of numeric features by column.
+ * image or clip files, texts (and second texts, for pair models), rows of numeric features by column,
+ * or `{ images }`: encoded image bytes (PNG, JPEG, WebP, GIF) in memory, for image models, decoded as
+ * files are (same preprocessing and pixel limit) but strictly: an unreadable image fails the call.
  */
 export type PredictInput =
   | string
   | readonly string[]
   | { texts: readonly string[]; pairs?: readonly string[] }
-  | { rows: readonly Record<string, number>[] };
+  | { rows: readonly Record<string, number>[] }
+  | { images: readonly Uint8Array[] };
 
 /** The data a report evaluates on: the --data option, or what graft.json records. */
 export interface ReportData { data: string; origin: 'option' | 'model card'; fromCard: boolean }
