@@ -19,7 +19,7 @@ import { basename, join } from 'node:path';
 import { GraftError } from '../errors.ts';
 import { GraphBuilder, type Sym } from '../graph/builder.ts';
 import type { Dim, Graph } from '../graph/ir.ts';
-import { type TensorData, tensor } from '../graph/tensor.ts';
+import { type TensorData, halfToFloat, tensor } from '../graph/tensor.ts';
 import type { CutPoint, ImagePreprocess, LayerGroup } from './types.ts';
 
 // ---- the model as read ------------------------------------------------------------------------------
@@ -258,15 +258,6 @@ function base64Bytes(s: string, file: string): Uint8Array {
 }
 
 const BYTES: Record<string, number> = { float32: 4, int32: 4, uint8: 1, uint16: 2, float16: 2, bool: 1 };
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
-}
 
 /**
  * Decodes one weight from its bytes to float32, dequantizing as tf.io.decodeWeights does (v * scale + min);

@@ -20,7 +20,7 @@ import { GraphBuilder, type Sym } from './builder.ts';
 import { type CheckInput, gradcheck } from './gradcheck.ts';
 import { Graph, tensorFromProto } from './ir.ts';
 import { OPS, type AttrInput } from './ops/registry.ts';
-import { type DType, ONNX_DTYPE, type TensorData, isFloat, tensor } from './tensor.ts';
+import { type DType, ONNX_DTYPE, type TensorData, halfToFloat, isFloat, tensor } from './tensor.ts';
 
 const { onnx } = onnxProto;
 
@@ -108,15 +108,6 @@ function blockers(m: onnxProto.onnx.IModelProto): string[] {
 }
 
 // ---- comparison -------------------------------------------------------------------------------------------
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
-}
 
 /** Values as numbers (float16 decoded), for comparison and finite differences. */
 function values(t: TensorData): number[] {

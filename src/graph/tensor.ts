@@ -97,3 +97,13 @@ export function fromBytes(dtype: DType, dims: number[], bytes: Uint8Array): Tens
 export function toNumbers(t: TensorData | { data: TypedArray }): number[] {
   return Array.from(t.data as ArrayLike<number | bigint>, (x) => Number(x));
 }
+
+/** An IEEE 754 half-precision value (its 16 bits) as a number: float16 tensors hold raw bits. */
+export function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}

@@ -94,17 +94,7 @@ const argInfer = (c: InferCtx): TypeInfo[] => {
   return [{ dtype: 'int64', shape: out }];
 };
 defineOp('ArgMin', { infer: argInfer, ...noGradient(1) });
-defineOp('ArgMax', {
-  ...noGradient(1),
-  infer: (c) => {
-    const s = c.inputs[0]!.shape;
-    const axis = normAxis(c.int('axis', 0), s.length);
-    const keep = c.int('keepdims', 1);
-    const out: Dim[] = [];
-    s.forEach((d, i) => { if (i !== axis) out.push(d); else if (keep) out.push(1); });
-    return [{ dtype: 'int64', shape: out }];
-  },
-});
+defineOp('ArgMax', { infer: argInfer, ...noGradient(1) });
 
 // ---- softmax family ----------------------------------------------------------------------------------
 
