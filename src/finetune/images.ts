@@ -20,7 +20,7 @@ import { Session } from '../runtime/session.ts';
 import { Learner, type Dataset } from '../train/learner.ts';
 import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/callbacks.ts';
 import { crossEntropy } from '../train/losses.ts';
-import { type FineTuneResult, type PolicyKind, StageTracker, discriminativeLrs, lowestTrainable, planStages, runStages } from '../train/policies.ts';
+import { type FineTuneResult, type PolicyKind, StageTracker, discriminativeLrs, fineTuneBeatsProbe, lowestTrainable, planStages, runStages } from '../train/policies.ts';
 import { fitConvexProbe, foldStandardize } from '../probe/convex.ts';
 import { SMALL_DATA_PER_CLASS } from '../probe/fit.ts';
 import { trainImages } from '../probe/images.ts';
@@ -317,7 +317,7 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
     // lowering the accuracy; the probe's loss is the LP-FT start's, the same probe at the same cut. On
     // mnist10 a one-image accuracy gain with a higher loss went on to lose 2 points on test.
     const startLoss = tracker.probe?.loss ?? -Infinity;
-    if (pr && pr.valAccuracy !== null && valAccuracy !== null && (valAccuracy < pr.valAccuracy || !(valLoss < startLoss))) {
+    if (pr && pr.valAccuracy !== null && valAccuracy !== null && !fineTuneBeatsProbe({ accuracy: valAccuracy, loss: valLoss }, { accuracy: pr.valAccuracy, loss: startLoss })) {
       const why = `the default probe (cut ${pr.cut}) scored ${pr.valAccuracy.toFixed(4)} on validation (loss ${startLoss.toFixed(4)}), fine-tuning ${valAccuracy.toFixed(4)} (loss ${valLoss.toFixed(4)}): saved the default probe`;
       log(why);
       const final = await trainImages({

@@ -29,7 +29,7 @@ import { type NerReport, type TextEntity, alignTags, encodeTags, entitiesInText,
 import { Learner, type Dataset, shuffled } from '../train/learner.ts';
 import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/callbacks.ts';
 import { crossEntropy, tokenCrossEntropy, tokenTargets } from '../train/losses.ts';
-import { type FineTuneResult, type PolicyKind, type StagesResult, StageTracker, discriminativeLrs, planStages, runStages } from '../train/policies.ts';
+import { type FineTuneResult, type PolicyKind, type StagesResult, StageTracker, discriminativeLrs, fineTuneBeatsProbe, planStages, runStages } from '../train/policies.ts';
 import { lrFind } from '../train/lrfind.ts';
 import { fitConvexProbe, foldStandardize } from '../probe/convex.ts';
 import { trainText } from '../probe/text.ts';
@@ -352,7 +352,7 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
     // of the probe it started from; else the default probe, fitted by its own protocol on every example.
     if (lp && val && tracker.probe?.loss !== undefined && o.probeFallback !== false) {
       const end = await learner.evaluate(val);
-      if (end.accuracy < tracker.probe.acc || !(end.loss < tracker.probe.loss)) {
+      if (!fineTuneBeatsProbe(end, { accuracy: tracker.probe.acc, loss: tracker.probe.loss })) {
         const why = `the probe scored ${tracker.probe.acc.toFixed(4)} on validation (loss ${tracker.probe.loss.toFixed(4)}), fine-tuning ${end.accuracy.toFixed(4)} (loss ${end.loss.toFixed(4)}): saved the default probe`;
         log(why);
         const pr = await trainText({ data: o.data, out: o.out, backbone: o.backbone, seed, ...(o.threads ? { threads: o.threads } : {}), log });

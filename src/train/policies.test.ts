@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StageTracker, discriminativeLrs, lowestTrainable, planStages, runStages } from './policies.ts';
+import { StageTracker, discriminativeLrs, fineTuneBeatsProbe, lowestTrainable, planStages, runStages } from './policies.ts';
 import { Learner, mixBatch } from './learner.ts';
 import { mlpHead } from '../heads/heads.ts';
 import { GraftError } from '../errors.ts';
@@ -103,4 +103,11 @@ test('fine-tuning never ends below its head-only stage on validation: a destruct
   assert.ok(final >= head, `final ${final} >= head-only ${head}`);
   assert.equal(r.kept, 'head');
   assert.match(r.note!, /below the head-only stage|diverged/);
+});
+
+test('LP-FT keep rule: lower validation loss without lower accuracy', () => {
+  assert.equal(fineTuneBeatsProbe({ accuracy: 0.85, loss: 0.9698 }, { accuracy: 0.8, loss: 0.9673 }), false, 'mnist10: one more image right, higher loss');
+  assert.equal(fineTuneBeatsProbe({ accuracy: 2 / 3, loss: 0.6884 }, { accuracy: 2 / 3, loss: 0.6893 }), true, 'tuxpaint: tie, lower loss');
+  assert.equal(fineTuneBeatsProbe({ accuracy: 0.7, loss: 0.5 }, { accuracy: 0.75, loss: 0.9 }), false, 'lower accuracy');
+  assert.equal(fineTuneBeatsProbe({ accuracy: 0.75, loss: 0.9 }, { accuracy: 0.75, loss: 0.9 }), false, 'no change');
 });

@@ -113,6 +113,14 @@ export class StageTracker implements Callback {
   private pendingLoss: number | undefined;
 }
 
+/**
+ * LP-FT's keep rule: the fine-tune must lower the validation loss (continuous, so it still tells on a
+ * small split) without lowering the validation accuracy of the probe it started from.
+ */
+export function fineTuneBeatsProbe(ft: { accuracy: number; loss: number }, probe: { accuracy: number; loss: number }): boolean {
+  return ft.accuracy >= probe.accuracy && ft.loss < probe.loss;
+}
+
 export interface StageRecord { name: string; trainFrom: number; groups: string[]; epochs: number; lr: number[]; epochsRun: number; diverged?: boolean; valAccuracy?: number }
 
 /** What a fine-tuning run (images or text) reports, whatever the data. */
