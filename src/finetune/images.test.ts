@@ -82,12 +82,13 @@ test('default fine-tuning is LP-FT: the convex probe as the head, augmentation f
   const probeCut = /fine-tuning at the default probe's cut (\S+) \(validation accuracy [\d.]+%\)/.exec(t.stderr)?.[1];
   assert.ok(probeCut, t.stderr);
   if (r.kept === 'probe') {
-    assert.match(r.note, /the default probe \(cut [^)]+\) scored [\d.]+ on validation \(loss [\d.]+\), fine-tuning [\d.]+ \(loss [\d.]+\): saved the default probe/);
+    assert.match(r.note, /the default probe \(cut [^)]+\) against fine-tuning on validation: (validation accuracy [\d.]+ below the probe's [\d.]+|validation loss gain -?[\d.]+ <= 2 x its standard error [\d.]+ over \d+ paired examples \(accuracy [\d.]+ vs [\d.]+\)): saved the default probe/);
     assert.equal(card.backbone.cut, probeCut);
     assert.equal(card.training.solver, 'lbfgs');
   } else {
     assert.equal(card.training.headInit.kind, 'convex probe (LP-FT)');
     assert.equal(card.backbone.cut, probeCut);
+    if (r.kept !== 'head') assert.match(t.stderr, /keep rule: validation loss gain [\d.]+ > 2 x its standard error [\d.]+ over \d+ paired examples/);
     // Small-data protocol: the validation split chose fine-tuning and its epochs; the saved model was
     // fine-tuned again on every image.
     assert.equal(card.training.refit.epochs, card.training.epochs);

@@ -20,7 +20,7 @@ import { Session } from '../runtime/session.ts';
 import { Learner, type Dataset } from '../train/learner.ts';
 import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/callbacks.ts';
 import { crossEntropy } from '../train/losses.ts';
-import { type FineTuneResult, type PolicyKind, StageTracker, discriminativeLrs, fineTuneBeatsProbe, lowestTrainable, planStages, runStages } from '../train/policies.ts';
+import { type FineTuneResult, type KeepEvidence, type PolicyKind, StageTracker, discriminativeLrs, fineTuneBeatsProbe, lowestTrainable, perExampleLossFromLogits, planStages, runStages } from '../train/policies.ts';
 import { fitConvexProbe, foldStandardize } from '../probe/convex.ts';
 import { SMALL_DATA_PER_CLASS } from '../probe/fit.ts';
 import { trainImages } from '../probe/images.ts';
@@ -76,6 +76,8 @@ export interface FineTuneImagesOptions {
 
 export interface FineTuneImagesResult extends FineTuneResult {
   cachedPrefix: string | null;
+  /** The keep rule's paired comparison with the default probe on validation (null when none ran). */
+  keepEvidence: KeepEvidence | null;
   trainAccuracy: number;
   skipped: number;
 }
@@ -286,7 +288,10 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
       if (tracker.lr !== null) useLr(tracker.lr);
     } else if (lp) {
       // The probe is the fallback: fine-tuning that ends below it on validation keeps the probe.
-      if (p.val) { const e = await learner.evaluate(p.val); tracker.probe = { weights: learner.snapshotWeights(), acc: e.accuracy, loss: e.loss }; }
+      if (p.val) {
+        const e = await learner.evaluate(p.val);
+        tracker.probe = { weights: learner.snapshotWeights(), acc: e.accuracy, loss: e.loss, losses: Float32Array.from(perExampleLossFromLogits(e.logits, p.val.y, k)) };
+      }
       if (o.lr === undefined) {
         learner.freezeTo(Math.min(...stages.map((s) => s.trainFrom)));
         const f = await lrFind(learner, { iters: Math.min(100, Math.max(40, 8 * batches)) });
@@ -302,10 +307,10 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
     const trainEval = await learner.evaluate(p.train);
     let valAccuracy: number | null = null;
     let valMacroF1: number | null = null;
-    let valLoss = Infinity;
+    let valLogits: Float32Array | null = null;
     if (p.val) {
       const ev = await learner.evaluate(p.val);
-      valLoss = ev.loss;
+      valLogits = ev.logits;
       const pred = argmaxRows(ev.logits, k);
       valAccuracy = accuracy(p.val.y as Int32Array, pred);
       valMacroF1 = macroF1(p.val.y as Int32Array, pred, k);
@@ -316,9 +321,13 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
     // Fine-tuning must lower the validation loss (continuous, so it still tells on a 20-image split) without
     // lowering the accuracy; the probe's loss is the LP-FT start's, the same probe at the same cut. On
     // mnist10 a one-image accuracy gain with a higher loss went on to lose 2 points on test.
-    const startLoss = tracker.probe?.loss ?? -Infinity;
-    if (pr && pr.valAccuracy !== null && valAccuracy !== null && !fineTuneBeatsProbe({ accuracy: valAccuracy, loss: valLoss }, { accuracy: pr.valAccuracy, loss: startLoss })) {
-      const why = `the default probe (cut ${pr.cut}) scored ${pr.valAccuracy.toFixed(4)} on validation (loss ${startLoss.toFixed(4)}), fine-tuning ${valAccuracy.toFixed(4)} (loss ${valLoss.toFixed(4)}): saved the default probe`;
+    // The bar: the default probe's held-out accuracy, and example by example the loss of the LP-FT start (the
+    // convex probe at the same cut, fitted on the same training split).
+    const evidence = pr && pr.valAccuracy !== null && tracker.probe?.losses && p.val && valAccuracy !== null
+      ? fineTuneBeatsProbe({ accuracy: valAccuracy, losses: perExampleLossFromLogits(valLogits!, p.val.y, k) }, { accuracy: pr.valAccuracy, losses: tracker.probe.losses }) : null;
+    if (evidence) log(`keep rule: ${evidence.why}`);
+    if (evidence && !evidence.keep) {
+      const why = `the default probe (cut ${pr!.cut}) against fine-tuning on validation: ${evidence.why}: saved the default probe`;
       log(why);
       const final = await trainImages({
         data: o.data, out: o.out, backbone: o.backbone ?? p.bb.id, seed, ...(o.val !== undefined ? { val: o.val } : {}), ...(o.cut ? { cut: o.cut } : {}),
@@ -327,8 +336,8 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
       rmSync(ckpt, { force: true });
       return {
         out: o.out, labels: folder.classes, backbone: p.bb.id, mode: kind, stages: done, kept: 'probe', note: note ? `${why}; ${note}` : why, trainedGroups: ['head'],
-        cachedPrefix: p.cachedPrefix, trainAccuracy: final.trainAccuracy, valAccuracy: final.valAccuracy ?? pr.valAccuracy, valMacroF1: final.valMacroF1 ?? pr.valMacroF1,
-        bestEpoch: null, skipped: p.skipped, seconds: (performance.now() - t0) / 1000, diagnosis: final.diagnosis,
+        cachedPrefix: p.cachedPrefix, trainAccuracy: final.trainAccuracy, valAccuracy: final.valAccuracy ?? pr!.valAccuracy, valMacroF1: final.valMacroF1 ?? pr!.valMacroF1,
+        bestEpoch: null, skipped: p.skipped, seconds: (performance.now() - t0) / 1000, diagnosis: final.diagnosis, keepEvidence: evidence,
       };
     }
     // Small-data protocol: the split chose fine-tuning and its epochs; the saved model is fine-tuned again,
@@ -338,13 +347,13 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
       const headEpochs = stages.find((s) => s.name === 'head')?.epochs ?? 0;
       const chosen = Math.max(1, (early.bestEpoch >= 0 ? early.bestEpoch + 1 : headEpochs + done.at(-1)!.epochsRun) - headEpochs);
       const lr = stages.at(-1)!.lr.at(-1)!;
-      log(`fine-tuning beat the default probe on validation (accuracy ${valAccuracy.toFixed(4)} vs ${pr.valAccuracy!.toFixed(4)}, loss ${valLoss.toFixed(4)} vs ${startLoss.toFixed(4)}): fine-tuning again on all ${whole.train.paths.length} images for ${chosen} epochs at lr ${lr.toExponential(1)} (small-data protocol)`);
+      log(`fine-tuning beat the default probe on validation (${evidence?.why ?? 'no evidence'}): fine-tuning again on all ${whole.train.paths.length} images for ${chosen} epochs at lr ${lr.toExponential(1)} (small-data protocol)`);
       const r = await fineTuneImages({
         ...o, cut: String(full.config['cut']), val: 0, epochs: chosen, lr, patience: chosen + 1, augment: augmentOn, probeFallback: false,
         checkpoint: `${ckpt}.refit`, refitOf: { valAccuracy, probeValAccuracy: pr.valAccuracy!, nVal: p.val!.n, epochs: chosen },
       });
       rmSync(ckpt, { force: true });
-      return { ...r, valAccuracy, valMacroF1, seconds: (performance.now() - t0) / 1000 };
+      return { ...r, valAccuracy, valMacroF1, seconds: (performance.now() - t0) / 1000, keepEvidence: evidence };
     }
     const trainedGroups = net.groups.slice(Math.min(...stages.map((s) => s.trainFrom)));
     const diagnosis = diagnose({
@@ -367,6 +376,7 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
         labelSmoothing: o.labelSmoothing ?? 0, bn: o.bn ?? 'frozen', size: [h, wd], batchSize: o.batchSize ?? 32, epochs, lr: stages.at(-1)!.lr.at(-1)!,
         headInit: lpft ? { kind: 'convex probe (LP-FT)', C: lp?.C ?? null, cvAccuracy: lp?.cvAccuracy ?? null } : 'random',
         lrMult: o.lrMult ?? 0.5, seed, optimizer: learner.opt.options, bestEpoch: early.bestEpoch, kept, ...(note ? { note } : {}),
+        ...(evidence ? { keepRule: { gain: evidence.gain, se: evidence.se, n: evidence.n, why: evidence.why } } : {}),
         ...(o.refitOf ? { refit: { ...o.refitOf, why: 'small-data protocol: the validation split chose fine-tuning over the default probe and the epochs; this model was fine-tuned again on every labelled image' } } : {}),
       },
       metrics: { trainAccuracy: trainEval.accuracy, valAccuracy, valMacroF1, nTrain: p.train.n, nVal: p.val?.n ?? 0, skipped: p.skipped },
@@ -377,7 +387,7 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
     return {
       out: o.out, labels: folder.classes, backbone: p.bb.id, mode: kind, stages: done, kept, note, trainedGroups, cachedPrefix: p.cachedPrefix,
       trainAccuracy: trainEval.accuracy, valAccuracy, valMacroF1, bestEpoch: early.bestEpoch >= 0 ? early.bestEpoch : null, skipped: p.skipped,
-      seconds: (performance.now() - t0) / 1000, diagnosis,
+      seconds: (performance.now() - t0) / 1000, diagnosis, keepEvidence: evidence,
     };
   } finally {
     await learner.dispose();

@@ -29,7 +29,7 @@ import { type NerReport, type TextEntity, alignTags, encodeTags, entitiesInText,
 import { Learner, type Dataset, shuffled } from '../train/learner.ts';
 import { Checkpoint, EarlyStopping, ProgressBar, type Callback } from '../train/callbacks.ts';
 import { crossEntropy, tokenCrossEntropy, tokenTargets } from '../train/losses.ts';
-import { type FineTuneResult, type PolicyKind, type StagesResult, StageTracker, discriminativeLrs, fineTuneBeatsProbe, planStages, runStages } from '../train/policies.ts';
+import { type FineTuneResult, type PolicyKind, type StagesResult, StageTracker, discriminativeLrs, fineTuneBeatsProbe, perExampleLossFromLogits, planStages, runStages } from '../train/policies.ts';
 import { lrFind } from '../train/lrfind.ts';
 import { fitConvexProbe, foldStandardize } from '../probe/convex.ts';
 import { trainText } from '../probe/text.ts';
@@ -311,7 +311,10 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
       log(`resuming from ${ckpt}`);
       if (tracker.lr !== null) useLr(tracker.lr);
     } else if (lp) {
-      if (val) { const e = await learner.evaluate(val); tracker.probe = { weights: learner.snapshotWeights(), acc: e.accuracy, loss: e.loss }; }
+      if (val) {
+        const e = await learner.evaluate(val);
+        tracker.probe = { weights: learner.snapshotWeights(), acc: e.accuracy, loss: e.loss, losses: Float32Array.from(perExampleLossFromLogits(e.logits, val.y, k)) };
+      }
       if (o.lr === undefined) {
         learner.freezeTo(Math.min(...stages.map((s) => s.trainFrom)));
         const f = await lrFind(learner, { iters: Math.min(100, Math.max(40, 4 * Math.ceil(train.n / batch))) });
@@ -350,10 +353,12 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
     }
     // As for images: LP-FT is kept only when it lowers the validation loss without lowering the accuracy
     // of the probe it started from; else the default probe, fitted by its own protocol on every example.
-    if (lp && val && tracker.probe?.loss !== undefined && o.probeFallback !== false) {
+    if (lp && val && tracker.probe?.losses && o.probeFallback !== false) {
       const end = await learner.evaluate(val);
-      if (!fineTuneBeatsProbe(end, { accuracy: tracker.probe.acc, loss: tracker.probe.loss })) {
-        const why = `the probe scored ${tracker.probe.acc.toFixed(4)} on validation (loss ${tracker.probe.loss.toFixed(4)}), fine-tuning ${end.accuracy.toFixed(4)} (loss ${end.loss.toFixed(4)}): saved the default probe`;
+      const evidence = fineTuneBeatsProbe({ accuracy: end.accuracy, losses: perExampleLossFromLogits(end.logits, val.y, k) }, { accuracy: tracker.probe.acc, losses: tracker.probe.losses });
+      log(`keep rule: ${evidence.why}`);
+      if (!evidence.keep) {
+        const why = `the probe against fine-tuning on validation: ${evidence.why}: saved the default probe`;
         log(why);
         const pr = await trainText({ data: o.data, out: o.out, backbone: o.backbone, seed, ...(o.threads ? { threads: o.threads } : {}), log });
         rmSync(ckpt, { force: true });

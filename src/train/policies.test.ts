@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StageTracker, discriminativeLrs, fineTuneBeatsProbe, lowestTrainable, planStages, runStages } from './policies.ts';
+import { StageTracker, discriminativeLrs, fineTuneBeatsProbe, lowestTrainable, perExampleLoss, perExampleLossFromLogits, planStages, runStages } from './policies.ts';
 import { Learner, mixBatch } from './learner.ts';
 import { mlpHead } from '../heads/heads.ts';
 import { GraftError } from '../errors.ts';
@@ -105,9 +105,37 @@ test('fine-tuning never ends below its head-only stage on validation: a destruct
   assert.match(r.note!, /below the head-only stage|diverged/);
 });
 
-test('LP-FT keep rule: lower validation loss without lower accuracy', () => {
-  assert.equal(fineTuneBeatsProbe({ accuracy: 0.85, loss: 0.9698 }, { accuracy: 0.8, loss: 0.9673 }), false, 'mnist10: one more image right, higher loss');
-  assert.equal(fineTuneBeatsProbe({ accuracy: 2 / 3, loss: 0.6884 }, { accuracy: 2 / 3, loss: 0.6893 }), true, 'tuxpaint: tie, lower loss');
-  assert.equal(fineTuneBeatsProbe({ accuracy: 0.7, loss: 0.5 }, { accuracy: 0.75, loss: 0.9 }), false, 'lower accuracy');
-  assert.equal(fineTuneBeatsProbe({ accuracy: 0.75, loss: 0.9 }, { accuracy: 0.75, loss: 0.9 }), false, 'no change');
+test('LP-FT keep rule: a paired loss gain over two standard errors, accuracy not lower', () => {
+  // Hand-computed: d = [0.3, 0.1, 0.2, 0.2], mean 0.2, sd sqrt(0.02 / 3), se sd / 2 = 0.0408.
+  const e = fineTuneBeatsProbe({ accuracy: 0.75, losses: [0.2, 0.4, 0.3, 0.3] }, { accuracy: 0.75, losses: [0.5, 0.5, 0.5, 0.5] });
+  assert.ok(Math.abs(e.gain - 0.2) < 1e-12 && Math.abs(e.se - Math.sqrt(0.02 / 3) / 2) < 1e-12 && e.n === 4);
+  assert.equal(e.keep, true, 'a consistent gain of 4.9 standard errors');
+  // The same mean gain carried by one example out of 20 (a noisy split): se = 0.2, gain 0.2 < 2 se.
+  const probe = new Array(20).fill(0.5);
+  const noisy = fineTuneBeatsProbe({ accuracy: 0.8, losses: probe.map((v, i) => (i === 0 ? v - 4 : v)) }, { accuracy: 0.8, losses: probe });
+  assert.ok(Math.abs(noisy.gain - 0.2) < 1e-12 && Math.abs(noisy.se - 0.2) < 1e-12);
+  assert.equal(noisy.keep, false, 'one example carries the whole gain');
+  assert.equal(fineTuneBeatsProbe({ accuracy: 0.7, losses: [0.1, 0.1, 0.1] }, { accuracy: 0.75, losses: [0.9, 0.8, 0.9] }).keep, false, 'lower accuracy');
+  assert.equal(fineTuneBeatsProbe({ accuracy: 0.75, losses: [0.9, 0.8] }, { accuracy: 0.75, losses: [0.9, 0.8] }).keep, false, 'no change');
+  assert.throws(() => fineTuneBeatsProbe({ accuracy: 1, losses: [0.1] }, { accuracy: 1, losses: [0.1, 0.2] }), (e: unknown) => (e as { code?: string; hint?: string }).code === 'E_GRAPH_SHAPE' && /same validation examples/.test((e as { hint: string }).hint));
+});
+
+test('per-example cross-entropy from logits and from probabilities agree', () => {
+  const logits = [1, 2, 0.5, -1, 0, 3];
+  const y = [1, 2];
+  const probs = [0, 1].flatMap((i) => { const r = logits.slice(3 * i, 3 * i + 3); const z = r.reduce((a, v) => a + Math.exp(v), 0); return r.map((v) => Math.exp(v) / z); });
+  const a = perExampleLossFromLogits(logits, y, 3);
+  const b = perExampleLoss(probs, y, 3);
+  for (let i = 0; i < 2; i++) assert.ok(Math.abs(a[i]! - b[i]!) < 1e-12);
+  assert.ok(Math.abs(a[0]! - (Math.log(Math.exp(1) + Math.exp(2) + Math.exp(0.5)) - 2)) < 1e-12);
+});
+
+test('StageTracker keeps the probe\'s per-example losses through a checkpoint', () => {
+  const t = new StageTracker();
+  t.probe = { weights: new Map([['linear.weight', new Float32Array([1, 2])]]), acc: 0.5, loss: 0.7, losses: new Float32Array([0.5, 0.9]) };
+  const u = new StageTracker();
+  u.loadState(t.state());
+  u.loadArrays(Object.fromEntries(Object.entries(t.arrays()).map(([k, v]) => [k, v.data])));
+  assert.deepEqual([...u.probe!.weights.keys()], ['linear.weight']);
+  assert.deepEqual(Array.from(u.probe!.losses!), [0.5, Math.fround(0.9)]);
 });
