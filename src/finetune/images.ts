@@ -318,9 +318,6 @@ export async function fineTuneImages(o: FineTuneImagesOptions): Promise<FineTune
     // The default probe on the same split is the bar: fine-tuning that does not beat it on validation
     // saves the default probe instead (fitted by its own protocol on every labelled image), so the
     // default never ends below it.
-    // Fine-tuning must lower the validation loss (continuous, so it still tells on a 20-image split) without
-    // lowering the accuracy; the probe's loss is the LP-FT start's, the same probe at the same cut. On
-    // mnist10 a one-image accuracy gain with a higher loss went on to lose 2 points on test.
     // The bar: the default probe's held-out accuracy, and example by example the loss of the LP-FT start (the
     // convex probe at the same cut, fitted on the same training split).
     const evidence = pr && pr.valAccuracy !== null && tracker.probe?.losses && p.val && valAccuracy !== null

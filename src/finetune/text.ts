@@ -351,8 +351,8 @@ export async function fineTuneText(o: FineTuneTextOptions): Promise<FineTuneText
         await session.dispose();
       }
     }
-    // As for images: LP-FT is kept only when it lowers the validation loss without lowering the accuracy
-    // of the probe it started from; else the default probe, fitted by its own protocol on every example.
+    // As for images: LP-FT is kept only when it does not lower the accuracy of the probe it started from and
+    // beats its per-example validation loss by two standard errors; else the default probe, fitted by its own protocol on every example.
     if (lp && val && tracker.probe?.losses && o.probeFallback !== false) {
       const end = await learner.evaluate(val);
       const evidence = fineTuneBeatsProbe({ accuracy: end.accuracy, losses: perExampleLossFromLogits(end.logits, val.y, k) }, { accuracy: tracker.probe.acc, losses: tracker.probe.losses });

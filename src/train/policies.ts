@@ -83,10 +83,10 @@ export function planStages(groups: string[], kind: PolicyKind, o: PolicyOptions)
   });
 }
 
-/** Remembers which stage a checkpoint was written in, so a resumed run continues there. */
 /** The checkpoint array that holds the probe's per-example validation losses (not a weight name: it has a slash and a colon). */
 const LOSSES_KEY = 'policy:probe/val-losses';
 
+/** Remembers which stage a checkpoint was written in, so a resumed run continues there. */
 export class StageTracker implements Callback {
   name = 'policy-stage';
   order = 10;
@@ -116,11 +116,6 @@ export class StageTracker implements Callback {
   }
   private pendingAcc: number | null = null;
   private pendingLoss: number | undefined;
-}
-
-/** Per-example cross-entropy (nats) of row-wise probabilities at the labels (floored at 1e-12). */
-export function perExampleLoss(probs: ArrayLike<number>, y: ArrayLike<number>, k: number): Float64Array {
-  return Float64Array.from({ length: y.length }, (_, i) => -Math.log(Math.max(1e-12, probs[i * k + y[i]!]!)));
 }
 
 /** Per-example cross-entropy of softmax(logits) at the labels. */
