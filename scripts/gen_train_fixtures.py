@@ -51,6 +51,9 @@ for name, make in {
     "sgd_momentum": lambda g: torch.optim.SGD(g, momentum=0.9),
     "sgd_nesterov": lambda g: torch.optim.SGD(g, momentum=0.9, nesterov=True),
     "adamw": lambda g: torch.optim.AdamW(g, betas=(0.9, 0.999), eps=1e-8),
+    "sgd_dampening": lambda g: torch.optim.SGD(g, momentum=0.9, dampening=0.3),
+    "adam": lambda g: torch.optim.Adam(g, betas=(0.9, 0.999), eps=1e-8),
+    "adagrad": lambda g: torch.optim.Adagrad(g, lr_decay=0.1, eps=1e-10, initial_accumulator_value=0.1),
 }.items():
     p = {k: v.clone().requires_grad_(True) for k, v in init.items()}
     groups = [

@@ -202,7 +202,7 @@ export class Learner {
     let s = map.get(name);
     if (!s) {
       const n = this.weights.get(name)!.length;
-      s = this.opt.slots.map(() => new Float32Array(n));
+      s = this.opt.slots.map((slot) => new Float32Array(n).fill(this.opt.slotInit?.[slot] ?? 0));
       map.set(name, s);
     }
     return s;

@@ -23,9 +23,12 @@ const OPTS: Record<string, OptimizerOptions> = {
   sgd_momentum: { kind: 'sgd', momentum: 0.9 },
   sgd_nesterov: { kind: 'sgd', momentum: 0.9, nesterov: true },
   adamw: { kind: 'adamw', beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+  sgd_dampening: { kind: 'sgd', momentum: 0.9, dampening: 0.3 },
+  adam: { kind: 'adam', beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+  adagrad: { kind: 'adagrad', lrDecay: 0.1, eps: 1e-10, initialAccumulatorValue: 0.1 },
 };
 
-test('SGD (plain, momentum, Nesterov) and AdamW with two parameter groups match PyTorch over 5 steps', async () => {
+test('SGD (plain, momentum, Nesterov, dampening), Adam, AdamW and Adagrad with two parameter groups match PyTorch over 5 steps', async () => {
   const x = Float32Array.from(fx.x);
   const y = Int32Array.from(fx.y);
   for (const [name, opt] of Object.entries(OPTS)) {
