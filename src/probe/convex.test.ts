@@ -98,6 +98,21 @@ test('cross-validated C on real digits: a path over the grid, refit on all rows,
   assert.ok(fit.trainAccuracy >= fit.cvAccuracy!);
 });
 
+test('repeated k-fold: the scores are the mean over repeats of single-split searches, each on fresh folds', async () => {
+  const c = ref.cases.find((q) => q.name === 'tall-logistic-C1.0')!;
+  const x = Float32Array.from(c.x), y = Int32Array.from(c.y);
+  const three = await fitConvexProbe(x, y, c.d, c.k, { threads: 1, repeats: 3, seed: 4 });
+  assert.equal(three.repeats, 3);
+  assert.equal(three.path[0]!.foldAccuracy.length, 15);
+  const singles = await Promise.all([0, 1, 2].map((r) => fitConvexProbe(x, y, c.d, c.k, { threads: 1, repeats: 1, seed: 4 + 7919 * r })));
+  for (let i = 0; i < three.path.length; i++) {
+    const mean = singles.reduce((a, f) => a + f.path[i]!.accuracy, 0) / 3;
+    assert.ok(Math.abs(three.path[i]!.accuracy - mean) < 1e-12, `C ${three.path[i]!.C}: ${three.path[i]!.accuracy} vs ${mean}`);
+  }
+  assert.equal((await fitConvexProbe(x, y, c.d, c.k, { threads: 1 })).repeats, 1);
+  await assert.rejects(fitConvexProbe(x, y, c.d, c.k, { repeats: 0 }), (e: unknown) => e instanceof GraftError && e.code === 'E_BAD_OPTION');
+});
+
 test('bad input: NaN features, a one-example class, a two-example class, constant features', async () => {
   const y = Int32Array.from([0, 0, 0, 1, 1, 1]);
   const x = Float32Array.from([1, 2, 3, 4, 5, NaN].flatMap((v) => [v, v * 2]));

@@ -28,6 +28,8 @@ export interface ConvexOptions {
   Cs?: number[];
   /** Folds for the search (default 5, fewer when a class has fewer examples). */
   folds?: number;
+  /** Times the k-fold search is repeated with fresh folds, its scores averaged (default 1). */
+  repeats?: number;
   /** 'balanced' weighs each class by n / (k n_c). */
   classWeight?: 'balanced' | null;
   seed?: number;
@@ -50,6 +52,8 @@ export interface ConvexFit {
   /** The search, one point per C (empty when no search could run). */
   path: CvPoint[];
   folds: number;
+  /** Repeats of the k-fold search (1 without repeats, 0 without a search). */
+  repeats: number;
   /** Cross-validated accuracy at the chosen C and its spread over folds (null without a search). */
   cvAccuracy: number | null;
   cvStd: number | null;
@@ -282,42 +286,50 @@ export async function fitConvexProbe(x: Float32Array, y: Int32Array, d: number, 
     const path: CvPoint[] = [];
     let C = Cs.length === 1 ? Cs[0]! : 1;
     let iterations = 0;
+    let repeats = 0;
     let xInit: Float64Array = new Float64Array(r * k + k);
     if (Cs.length > 1 && nFolds < 2) {
       warn(`class ${cnt.indexOf(minCount)} has ${minCount} example: C cannot be chosen by cross-validation, so C = 1 (scikit-learn's default) is used`);
       nFolds = 0;
     } else if (Cs.length > 1) {
       if (nFolds < (o.folds ?? 5)) warn(`the smallest class has ${minCount} examples, so C is chosen by ${nFolds}-fold cross-validation`);
-      const folds = stratifiedFolds(y, nFolds, o.seed ?? 0);
-      const acc = Cs.map(() => new Array<number>(nFolds).fill(0));
-      const ll = Cs.map(() => new Array<number>(nFolds).fill(0));
+      if (o.repeats !== undefined && !(Number.isInteger(o.repeats) && o.repeats >= 1)) throw new GraftError('E_BAD_OPTION', `repeats must be a positive integer, got ${o.repeats}`, 'Use 1 for a single k-fold split.');
+      repeats = o.repeats ?? 1;
+      const runs = nFolds * repeats;
+      const acc = Cs.map(() => new Array<number>(runs).fill(0));
+      const ll = Cs.map(() => new Array<number>(runs).fill(0));
       const sols = Cs.map(() => new Float64Array(r * k + k));
-      for (let f = 0; f < nFolds; f++) {
-        checkAborted();
-        const held = folds[f]!;
-        const train = folds.filter((_, j) => j !== f).flatMap((a) => Array.from(a));
-        let w0: Float64Array = new Float64Array(r * k + k);
-        for (let ci = 0; ci < Cs.length; ci++) {
-          const res = await solve(w0, train, Cs[ci]!);
-          iterations += res.iterations;
-          w0 = res.x;
-          const s = scoreRows(logitsOf(F, r, k, res.x, held), k, y, held);
-          acc[ci]![f] = s.correct / held.length;
-          ll[ci]![f] = s.logLoss;
-          for (let i = 0; i < res.x.length; i++) sols[ci]![i]! += res.x[i]! / nFolds;
+      for (let rep = 0; rep < repeats; rep++) {
+        const folds = stratifiedFolds(y, nFolds, (o.seed ?? 0) + 7919 * rep);
+        for (let f = 0; f < nFolds; f++) {
+          checkAborted();
+          const held = folds[f]!;
+          const train = folds.filter((_, j) => j !== f).flatMap((a) => Array.from(a));
+          let w0: Float64Array = new Float64Array(r * k + k);
+          for (let ci = 0; ci < Cs.length; ci++) {
+            const res = await solve(w0, train, Cs[ci]!);
+            iterations += res.iterations;
+            w0 = res.x;
+            const s = scoreRows(logitsOf(F, r, k, res.x, held), k, y, held);
+            acc[ci]![rep * nFolds + f] = s.correct / held.length;
+            ll[ci]![rep * nFolds + f] = s.logLoss;
+            for (let i = 0; i < res.x.length; i++) sols[ci]![i]! += res.x[i]! / runs;
+          }
         }
       }
       let best = 0;
       Cs.forEach((c, ci) => {
-        const mean = acc[ci]!.reduce((a, b) => a + b, 0) / nFolds;
-        const std = Math.sqrt(acc[ci]!.reduce((a, b) => a + (b - mean) ** 2, 0) / nFolds);
-        path.push({ C: c, accuracy: mean, std, logLoss: ll[ci]!.reduce((a, b) => a + b, 0) / nFolds, foldAccuracy: acc[ci]! });
+        const mean = acc[ci]!.reduce((a, b) => a + b, 0) / runs;
+        const std = Math.sqrt(acc[ci]!.reduce((a, b) => a + (b - mean) ** 2, 0) / runs);
+        path.push({ C: c, accuracy: mean, std, logLoss: ll[ci]!.reduce((a, b) => a + b, 0) / runs, foldAccuracy: acc[ci]! });
       });
-      // Best mean accuracy; ties go to the lower held-out log-loss, then to the stronger penalty.
+      // Best mean accuracy; ties go to the lower held-out log-loss, then to the stronger penalty. (Choosing the
+      // lowest log-loss among C's within two held-out examples of the best accuracy was measured over 5
+      // draws: better on the tuned sets, 1.6 points worse on held-out gcompris; bench/results/probe_sklearn.md.)
       path.forEach((p, i) => { const q = path[best]!; if (p.accuracy > q.accuracy + 1e-12 || (Math.abs(p.accuracy - q.accuracy) <= 1e-12 && p.logLoss < q.logLoss)) best = i; });
       C = path[best]!.C;
       xInit = sols[best]!;
-      log(`probe: C = ${C.toPrecision(3)} by ${nFolds}-fold cross-validation, accuracy ${(100 * path[best]!.accuracy).toFixed(1)}% +- ${(100 * path[best]!.std).toFixed(1)}`);
+      log(`probe: C = ${C.toPrecision(3)} by ${nFolds}-fold cross-validation${repeats > 1 ? ` (${repeats} repeats)` : ''}, accuracy ${(100 * path[best]!.accuracy).toFixed(1)}% +- ${(100 * path[best]!.std).toFixed(1)}`);
     }
     const all = Int32Array.from({ length: n }, (_, i) => i);
     const fin = await solve(xInit, all, C);
@@ -350,7 +362,7 @@ export async function fitConvexProbe(x: Float32Array, y: Int32Array, d: number, 
     const bias = Float32Array.from(fin.x.subarray(r * k));
     const at = path.find((p) => p.C === C);
     return {
-      loss, standardize, weight, bias, C, path, folds: nFolds, cvAccuracy: at?.accuracy ?? null, cvStd: at?.std ?? null,
+      loss, standardize, weight, bias, C, path, folds: nFolds, repeats, cvAccuracy: at?.accuracy ?? null, cvStd: at?.std ?? null,
       trainAccuracy: tr.correct / n, iterations, converged: fin.converged, rank: span ? r : null, seconds: (performance.now() - t0) / 1000, warnings,
     };
   } finally {

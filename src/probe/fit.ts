@@ -205,12 +205,12 @@ export async function fitProbe(f: ProbeFeatures, o: ProbeOptions = {}): Promise<
       xs.set(train.x); xs.set(val.x, train.n * d);
       const ys = new Int32Array(train.n + val.n);
       ys.set(f.yTrain); ys.set(val.y as Int32Array, train.n);
-      convex = { ...await fitConvexProbe(xs, ys, d, k, { ...convexOpts, Cs: [convex!.C] }), path: convex!.path, folds: convex!.folds, cvAccuracy: convex!.cvAccuracy, cvStd: convex!.cvStd };
+      convex = { ...await fitConvexProbe(xs, ys, d, k, { ...convexOpts, Cs: [convex!.C] }), path: convex!.path, folds: convex!.folds, repeats: convex!.repeats, cvAccuracy: convex!.cvAccuracy, cvStd: convex!.cvStd };
     }
     net = linearHead({ inputDim: d, classes: k, seed, standardize: convex!.standardize });
     net.params.find((p) => p.name === 'linear.weight')!.value = convex!.weight;
     net.params.find((p) => p.name === 'linear.bias')!.value = convex!.bias;
-    net.config = { ...net.config, solver: 'lbfgs', loss: lossKind, C: convex!.C, folds: convex!.folds, converged: convex!.converged, iterations: convex!.iterations, refit: train.n + (val?.n ?? 0), ...(o.classWeight ? { classWeight: o.classWeight } : {}) };
+    net.config = { ...net.config, solver: 'lbfgs', loss: lossKind, C: convex!.C, folds: convex!.folds, repeats: convex!.repeats, converged: convex!.converged, iterations: convex!.iterations, refit: train.n + (val?.n ?? 0), ...(o.classWeight ? { classWeight: o.classWeight } : {}) };
   } else {
     const standardize = fitStandardize(train.x, train.n, d);
     net = head === 'knn' ? knnHead(train.x, f.yTrain, d, k) : mlpHead({ inputDim: d, classes: k, seed, standardize, hidden: [256], dropout: 0.3 });
@@ -267,7 +267,7 @@ export function saveProbe(out: string, p: ProbeFit, f: ProbeFeatures, o: ProbeOp
     outputs: { probabilities: 'probabilities', logits: 'logits' }, backbone: o.backbone, head: p.headConfig,
     training: {
       head: p.head, seed: o.seed ?? 0, cutScores: p.cutScores, cutLogme: p.cutLogme, protocol: p.protocol,
-      ...(p.convex ? { solver: 'lbfgs', loss: p.convex.loss, C: p.convex.C, folds: p.convex.folds, penaltyPath: p.convex.path.map(({ C, accuracy, std }) => ({ C, accuracy, std })), converged: p.convex.converged }
+      ...(p.convex ? { solver: 'lbfgs', loss: p.convex.loss, C: p.convex.C, folds: p.convex.folds, repeats: p.convex.repeats, penaltyPath: p.convex.path.map(({ C, accuracy, std }) => ({ C, accuracy, std })), converged: p.convex.converged }
         : { epochs: o.epochs ?? 40, epochsRun: p.learner.history.length, lr: o.lr ?? 3e-3, optimizer: p.learner.opt.options }),
     },
     metrics: { trainAccuracy: p.trainAccuracy, valAccuracy: p.valAccuracy, valMacroF1: p.valMacroF1, cvAccuracy: p.cvAccuracy, cvStd: p.cvStd, baseline: p.baseline, nTrain: f.yTrain.length, nVal: f.yVal?.length ?? 0, ...o.extraMetrics },

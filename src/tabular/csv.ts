@@ -110,18 +110,18 @@ export async function trainCsv(o: TrainCsvOptions): Promise<TrainResult> {
       valAccuracy = accuracy(val.y as Int32Array, pred);
       valMacroF1 = macroF1(val.y as Int32Array, pred, k);
     }
-    const fit = split.val.length ? { ...await fitConvexProbe(table.x, y, d, k, { ...copts, Cs: [chosen.C] }), path: chosen.path, folds: chosen.folds, cvAccuracy: chosen.cvAccuracy, cvStd: chosen.cvStd } : chosen;
+    const fit = split.val.length ? { ...await fitConvexProbe(table.x, y, d, k, { ...copts, Cs: [chosen.C] }), path: chosen.path, folds: chosen.folds, repeats: chosen.repeats, cvAccuracy: chosen.cvAccuracy, cvStd: chosen.cvStd } : chosen;
     const net = linearHead({ inputDim: d, classes: k, seed, standardize: fit.standardize });
     net.params[0]!.value = fit.weight;
     net.params[1]!.value = fit.bias;
-    net.config = { ...net.config, solver: 'lbfgs', loss: fit.loss, C: fit.C, folds: fit.folds, converged: fit.converged, iterations: fit.iterations };
+    net.config = { ...net.config, solver: 'lbfgs', loss: fit.loss, C: fit.C, folds: fit.folds, repeats: fit.repeats, converged: fit.converged, iterations: fit.iterations };
     const learner = new Learner({ net, train, seed, ...(o.threads ? { threads: o.threads } : {}) });
     try {
       const diagnosis = diagnoseConvex({
         trainAccuracy: fit.trainAccuracy, heldOut: valAccuracy ?? fit.cvAccuracy, heldOutStd: valAccuracy === null ? fit.cvStd : null,
         protocol: valAccuracy === null ? 'cv' : 'holdout', classes: k, nTrain: train.n, path: fit.path, C: fit.C, canFineTune: false,
       });
-      saveModel(o.out, card(net, { solver: 'lbfgs', loss: fit.loss, C: fit.C, folds: fit.folds, penaltyPath: fit.path.map(({ C, accuracy: a, std }) => ({ C, accuracy: a, std })), seed, val: protocol.valFraction },
+      saveModel(o.out, card(net, { solver: 'lbfgs', loss: fit.loss, C: fit.C, folds: fit.folds, repeats: fit.repeats, penaltyPath: fit.path.map(({ C, accuracy: a, std }) => ({ C, accuracy: a, std })), seed, val: protocol.valFraction },
         { trainAccuracy: fit.trainAccuracy, valAccuracy, valMacroF1, cvAccuracy: fit.cvAccuracy, cvStd: fit.cvStd, nTrain: y.length, nVal: split.val.length, refit: y.length }, [], diagnosis), learner.exportOnnx('softmax'));
       return {
         out: o.out, labels: classes, epochs: 0, trainAccuracy: fit.trainAccuracy, valAccuracy, valMacroF1, valLoss, cvAccuracy: fit.cvAccuracy, cvStd: fit.cvStd, protocol,
