@@ -191,12 +191,4 @@ export function inferCtx(node: Node, inputs: (TypeInfo | undefined)[]): import('
   };
 }
 
-export function staticShape(s: Sym): number[] {
-  return s.shape.map((d) => {
-    if (typeof d !== 'number') {
-      throw new GraftError('E_GRAPH_SHAPE', `tensor "${s.name}" has a symbolic dimension "${d}" where a fixed size is needed`,
-        'Build training graphs with fixed shapes (graft compiles one per batch size).');
-    }
-    return d;
-  });
-}
+export { staticShape } from './ops/registry.ts';

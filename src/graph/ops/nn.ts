@@ -3,10 +3,10 @@
  * Each backward formulation is its own small function so a faster one can be swapped in by measurement.
  */
 import { GraftError } from '../../errors.ts';
-import { type GraphBuilder, type Sym, staticShape } from '../builder.ts';
+import type { GraphBuilder, Sym } from '../builder.ts';
 import type { Dim } from '../ir.ts';
 import { type DType, sizeOf, tensor } from '../tensor.ts';
-import { type GradCtx, type InferCtx, type TypeInfo, defineOp, shapeError } from './registry.ts';
+import { type GradCtx, type InferCtx, type TypeInfo, defineOp, shapeError, staticShape } from './registry.ts';
 import { extremumGrad } from './reduce.ts';
 
 /** Resolved window geometry per spatial axis: kernel, strides, dilations, begin/end pads. */

@@ -1,9 +1,9 @@
 /** Shape-moving ops: type inference and gradient rules. */
 import { GraftError } from '../../errors.ts';
-import { type GraphBuilder, type Sym, staticShape } from '../builder.ts';
+import type { GraphBuilder, Sym } from '../builder.ts';
 import type { Dim } from '../ir.ts';
 import { type DType, sizeOf, tensor, toNumbers } from '../tensor.ts';
-import { type GradCtx, type InferCtx, type TypeInfo, defineOp, noGradient, normAxis, shapeError } from './registry.ts';
+import { type GradCtx, type InferCtx, type TypeInfo, defineOp, noGradient, normAxis, shapeError, staticShape } from './registry.ts';
 
 /** The gradient of any op that only rearranges or renames elements without reordering them. */
 const reshapeBack = (c: GradCtx): (Sym | null)[] => [c.b.reshape(c.dy(0)!, c.x(0).shape.map(Number))];

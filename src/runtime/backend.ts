@@ -15,12 +15,12 @@ import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { GraftError } from '../errors.ts';
-import { Session } from '../runtime/session.ts';
-import { GraphBuilder, type Sym } from './builder.ts';
+import { Session } from './session.ts';
+import { GraphBuilder, type Sym } from '../graph/builder.ts';
 import { type CheckInput, gradcheck } from './gradcheck.ts';
-import { Graph, tensorFromProto } from './ir.ts';
-import { OPS, type AttrInput } from './ops/registry.ts';
-import { type DType, ONNX_DTYPE, type TensorData, halfToFloat, isFloat, tensor } from './tensor.ts';
+import { Graph, tensorFromProto } from '../graph/ir.ts';
+import { OPS, type AttrInput } from '../graph/ops/registry.ts';
+import { type DType, ONNX_DTYPE, type TensorData, halfToFloat, isFloat, tensor } from '../graph/tensor.ts';
 
 const { onnx } = onnxProto;
 
