@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { loadImageBackbone } from '../src/backbones/image.ts';
 import { backboneNetwork } from '../src/backbones/trainable.ts';
 import { Learner } from '../src/train/learner.ts';
-import { rng } from '../src/graph/gradcheck.ts';
+import { rng } from '../src/rng.ts';
 import { GraphBuilder, type Sym } from '../src/graph/builder.ts';
 import { gradients } from '../src/graph/autodiff.ts';
 import { Session } from '../src/runtime/session.ts';

@@ -9,7 +9,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { Learner } from '../src/train/learner.ts';
-import { rng } from '../src/graph/gradcheck.ts';
+import { rng } from '../src/rng.ts';
 import { type BertConfig, bertEncoder, encodeTokens } from '../src/text/bert.ts';
 
 const opt = (name: string, dflt: string) => {

@@ -13,7 +13,7 @@ import { smallCnn } from '../src/heads/cnn.ts';
 import type { Network } from '../src/train/network.ts';
 import { GraphBuilder } from '../src/graph/builder.ts';
 import { Session } from '../src/runtime/session.ts';
-import { rng } from '../src/graph/gradcheck.ts';
+import { rng } from '../src/rng.ts';
 import { tensor } from '../src/graph/tensor.ts';
 
 const arg = process.argv.indexOf('--threads');

@@ -25,7 +25,7 @@ import { loadImageBackbone, type ImageBackbone } from '../src/backbones/image.ts
 import { backboneNetwork } from '../src/backbones/trainable.ts';
 import { Learner } from '../src/train/learner.ts';
 import { Session } from '../src/runtime/session.ts';
-import { rng } from '../src/graph/gradcheck.ts';
+import { rng } from '../src/rng.ts';
 import { GraphBuilder } from '../src/graph/builder.ts';
 import { graphFlops, nodeFlops } from '../src/graph/flops.ts';
 import { buildInferenceGraph } from '../src/train/compiled.ts';

@@ -6,7 +6,7 @@
  * Usage: node --import tsx bench/rank_scores.ts [--n 1000] [--dims 1280,2048] [--repeat 3] [--exact]
  */
 import { loadavg } from 'node:os';
-import { rng } from '../src/graph/gradcheck.ts';
+import { rng } from '../src/rng.ts';
 import { defaultThreads } from '../src/runtime/session.ts';
 import { argmaxRows, hScoreFromSpectrum, knnFromGram, leep, logmeFromSpectrum, nce, transferScores } from '../src/rank/scores.ts';
 import { gramOf, spectrumOf } from '../src/rank/spectrum.ts';

@@ -1,12 +1,12 @@
 """The seeded draws graft's tests use, for fixture scripts: mulberry32 bit-for-bit as rng() in
-src/graph/gradcheck.ts, and rounding to float32."""
+src/rng.ts, and rounding to float32."""
 import struct
 
 M32 = 0xFFFFFFFF
 
 
 def mulberry32(seed):
-    """Uniform draws in [0, 1), bit-for-bit as rng() in src/graph/gradcheck.ts."""
+    """Uniform draws in [0, 1), bit-for-bit as rng() in src/rng.ts."""
     a = seed & M32
 
     def imul(x, y):

@@ -6,7 +6,7 @@ Writes fixtures/torch/bert_encoder.json. Deterministic.
 
 Weights: parameter i (in the order listed in the fixture, graft's names and layouts) holds
 lo + (hi - lo) * u_k rounded to float32, where u_k are successive draws of mulberry32(seed * 1000 + i), the
-generator of src/graph/gradcheck.ts (rng). The model is bench/torch_bert.py's Bert (Hugging Face's BERT layout)
+generator of src/rng.ts (rng). The model is bench/torch_bert.py's Bert (Hugging Face's BERT layout)
 with those weights, in float64, dropout off. Saved: the loss (mean cross-entropy), the logits, and for every
 parameter its gradient: in full when it has at most FULL elements, else its L2 norm and its projections on
 PROJ vectors of uniform [-1, 1) draws from mulberry32(seed * 1000 + 500 + i).

@@ -20,7 +20,7 @@ Writes fixtures/torch/textenc_grads.json. Deterministic. Does not touch fixtures
   exactly zero attention weight in both.
 - Gradients, under graft's names and layouts: in full up to FULL elements; the word and position embeddings as
   their nonzero rows (every other row's gradient is exactly zero); larger ones as their L2 norm and projections
-  on PROJ vectors of uniform [-1, 1) draws from mulberry32(proj seed), the rng() of src/graph/gradcheck.ts.
+  on PROJ vectors of uniform [-1, 1) draws from mulberry32(proj seed), the rng() of src/rng.ts.
 - The key biases (layers.*.k.bias) have a zero gradient (softmax is invariant to the q.b_k that every score of a
   row gains): here float64 round-off (~1e-17), so the test checks graft's against the other gradients' scale.
 - "init": per parameter, the sum and sum of squares of its exported value, so the test can check that graft's

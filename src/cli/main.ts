@@ -4,11 +4,11 @@
  * data is. With --json the last line on stdout is one JSON object; progress goes to stderr. Errors
  * print as `error [CODE]: message` plus a hint, with exit code 2 and no stack trace.
  */
-import { isGraftError } from '../errors.ts';
 import {
   type EvaluateResult, type PredictResult, type TrainOptions,
-  backbone, backbones, dataKind, embed, evaluate, lrFind, planTrain, predict, rank, report, serve, type ServeOptions,
+  backbone, backbones, dataKind, embed, evaluate, isGraftError, lrFind, planTrain, predict, rank, report,
 } from '../index.ts';
+import { type ServeOptions, serve } from '../serve/server.ts';
 import { runDemo } from './demo.ts';
 import { COMMANDS, topHelp } from './commands.ts';
 import { type Values, apiOptions, commandHelp, didYouMean, parseCommand, usage, wantsHelp } from './options.ts';

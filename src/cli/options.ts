@@ -4,7 +4,7 @@
  * outside the command's table is a usage error, with a "did you mean" hint for a near miss.
  */
 import { parseArgs } from 'node:util';
-import { GraftError } from '../errors.ts';
+import { GraftError } from '../index.ts';
 
 export type OptionType = 'string' | 'boolean' | 'int' | 'number' | 'int-list' | 'list';
 

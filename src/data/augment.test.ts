@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { rng } from '../graph/gradcheck.ts';
+import { rng } from '../rng.ts';
 import {
   adjustBrightness, adjustContrast, adjustSaturation, augment, augmentSeed, colorJitter, hflip,
   randomResizedCropBox, resizedCrop, type AugImage,

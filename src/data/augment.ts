@@ -11,7 +11,7 @@
  * (augment and colorJitter hand back the input's data unchanged when no step applies.)
  */
 import { GraftError } from '../errors.ts';
-import { rng } from '../graph/gradcheck.ts';
+import { rng } from '../rng.ts';
 import { mixSeed } from '../train/init.ts';
 
 export type Pixels = Uint8Array | Float32Array;

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { GraftError, isGraftError } from '../errors.ts';
 import { readText } from './csv.ts';
-import { getEntities, toIob2 } from '../text/ner.ts';
+import { getEntities, toIob2 } from './iob.ts';
 
 export type TagScheme = 'iob2' | 'iob1' | 'bioes';
 

@@ -1,6 +1,6 @@
 /** Seeded shuffles and stratified train/validation splits. */
 import { GraftError } from '../errors.ts';
-import { rng } from '../graph/gradcheck.ts';
+import { rng } from '../rng.ts';
 
 export function shuffle(idx: Int32Array, seed: number): Int32Array {
   const r = rng(seed);

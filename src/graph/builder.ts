@@ -6,7 +6,7 @@
 import { GraftError } from '../errors.ts';
 import { type Dim, Graph, type Node } from './ir.ts';
 import { type AttrInput, OPS, type TypeInfo, attrFloat, attrInt, attrInts, attrStr, toAttr } from './ops/registry.ts';
-import { type DType, type TensorData, tensor, toNumbers } from './tensor.ts';
+import { type DType, ONNX_DTYPE, type TensorData, tensor, toNumbers } from './tensor.ts';
 import './ops/index.ts';
 
 export interface Sym {
@@ -168,8 +168,7 @@ export class GraphBuilder {
   }
   expand(a: Sym, shape: Dim[]): Sym { return this.op1('Expand', [a, this.ints(shape.map(Number))]); }
   cast(a: Sym, to: DType): Sym {
-    const codes: Record<DType, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11 };
-    return this.op1('Cast', [a], { to: codes[to] });
+    return this.op1('Cast', [a], { to: ONNX_DTYPE[to] });
   }
   /** A scalar constant of the same float dtype as `like`. */
   like(v: number, like: Sym): Sym { return this.scalar(v, like.dtype); }
@@ -191,12 +190,4 @@ export function inferCtx(node: Node, inputs: (TypeInfo | undefined)[]): import('
   };
 }
 
-export function staticShape(s: Sym): number[] {
-  return s.shape.map((d) => {
-    if (typeof d !== 'number') {
-      throw new GraftError('E_GRAPH_SHAPE', `tensor "${s.name}" has a symbolic dimension "${d}" where a fixed size is needed`,
-        'Build training graphs with fixed shapes (graft compiles one per batch size).');
-    }
-    return d;
-  });
-}
+export { staticShape } from './ops/registry.ts';

@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import onnxProto from 'onnx-proto';
 import { Graph, tensorFromProto } from './ir.ts';
 import { GraphBuilder } from './builder.ts';
-import { Session } from '../runtime/session.ts';
+import { Session, toOrt } from '../runtime/session.ts';
+import { GraftError } from '../errors.ts';
 import { tensor } from './tensor.ts';
 
 const ONNX = new URL('../../fixtures/torch/tiny_cnn.onnx', import.meta.url).pathname;
@@ -160,4 +161,56 @@ test('a builder constant keeps INT64_MAX and INT64_MAX - 1 apart; numbers past 2
   const c = b.constant(tensor('int64', [1], [2n ** 63n - 2n]));
   assert.notEqual(a.name, c.name);
   assert.deepEqual([...tensor('int64', [3], [Number(2n ** 63n - 1n), -(2 ** 63), -(2 ** 64)]).data], [2n ** 63n - 1n, -(2n ** 63n), -(2n ** 63n)]);
+});
+
+test('int16, uint16, uint32, uint64 and bfloat16 initializers load from their typed fields and raw_data, pass through ORT, and save bit for bit', async () => {
+  const U64 = [0n, 1n, 2n ** 64n - 1n, 2n ** 63n, 2n ** 53n + 1n];
+  const cases = [
+    { name: 'i16', dataType: 5, values: [-32768, 32767, -1, 0, 7], field: 'int32Data' as const, Arr: Int16Array },
+    { name: 'u16', dataType: 4, values: [0, 65535, 1, 32768, 7], field: 'int32Data' as const, Arr: Uint16Array },
+    { name: 'u32', dataType: 12, values: [0, 4294967295, 1, 2 ** 31, 7], field: 'uint64Data' as const, Arr: Uint32Array },
+    // bfloat16 1.5, -2, the largest finite, NaN, 0: the raw 16 bits.
+    { name: 'bf16', dataType: 16, values: [0x3fc0, 0xc000, 0x7f7f, 0x7fc0, 0], field: 'int32Data' as const, Arr: Uint16Array },
+  ];
+  const ulong = (v: bigint) => ({ low: Number(BigInt.asIntN(32, v)), high: Number(BigInt.asIntN(32, v >> 32n)), unsigned: true });
+  const initializer = [
+    ...cases.flatMap((c) => [
+      { name: `${c.name}_typed`, dataType: c.dataType, dims: [5], [c.field]: c.field === 'uint64Data' ? c.values.map((v) => ulong(BigInt(v))) : c.values },
+      { name: `${c.name}_raw`, dataType: c.dataType, dims: [5], rawData: new Uint8Array(new c.Arr(c.values).buffer) },
+    ]),
+    { name: 'u64_typed', dataType: 13, dims: [5], uint64Data: U64.map(ulong) },
+    { name: 'u64_raw', dataType: 13, dims: [5], rawData: new Uint8Array(new BigUint64Array(U64).buffer) },
+  ];
+  const model = onnx.ModelProto.create({
+    irVersion: 8, opsetImport: [{ domain: '', version: 13 }],
+    graph: {
+      name: 'dtypes',
+      node: ['i16', 'u16', 'u32', 'u64'].map((n) => ({ opType: 'Identity', input: [`${n}_typed`], output: [`${n}_max`] })),
+      initializer,
+      output: ['i16', 'u16', 'u32', 'u64'].map((n, k) => ({ name: `${n}_max`, type: { tensorType: { elemType: [5, 4, 12, 13][k], shape: { dim: [{ dimValue: 5 }] } } } })),
+    },
+  });
+  const g = Graph.fromBytes(onnx.ModelProto.encode(model).finish());
+  for (const c of cases) {
+    for (const how of ['typed', 'raw']) assert.deepEqual([...g.initializers.get(`${c.name}_${how}`)!.data], c.values, `${c.name} ${how}`);
+  }
+  assert.equal(g.initializers.get('bf16_raw')!.dtype, 'bfloat16');
+  for (const how of ['typed', 'raw']) assert.deepEqual([...g.initializers.get(`u64_${how}`)!.data], U64, `uint64 ${how}`);
+  const b = new GraphBuilder(g);
+  assert.deepEqual(['i16_max', 'u16_max', 'u32_max', 'u64_max'].map((n) => b.types.get(n)!.dtype), ['int16', 'uint16', 'uint32', 'uint64']);
+  // ORT runs them: the typed-field tensors come back out of Identity.
+  const s = await Session.create(g.toBytes(), { threads: 1 });
+  try {
+    const out = await s.run({});
+    for (const c of cases.filter((q) => q.name !== 'bf16')) assert.deepEqual([...out[`${c.name}_max`]!.data], c.values, c.name);
+    assert.deepEqual([...out['u64_max']!.data], U64);
+  } finally {
+    await s.dispose();
+  }
+  // ORT's JS API has no bfloat16 tensors: feeding one is a typed error, not a crash.
+  assert.throws(() => toOrt(g.initializers.get('bf16_raw')!), (e: unknown) => e instanceof GraftError && e.code === 'E_GRAPH_INVALID' && /bfloat16/.test(e.message));
+  // graft writes raw_data; a second trip changes nothing.
+  assert.deepEqual(Graph.fromBytes(g.toBytes()).toBytes(), g.toBytes());
+  const back = onnx.ModelProto.decode(g.toBytes()).graph as onnxProto.onnx.GraphProto;
+  assert.deepEqual(new Uint8Array(back.initializer.find((t) => t.name === 'bf16_typed')!.rawData!), new Uint8Array(new Uint16Array(cases[3]!.values).buffer));
 });

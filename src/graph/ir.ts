@@ -303,7 +303,8 @@ export function tensorFromProto(p: onnxProto.onnx.ITensorProto, source = 'model'
   const n = sizeOf(dims);
   const out = allocate(dtype, n);
   const src: ArrayLike<number | Long> | null | undefined =
-    dtype === 'float32' ? p.floatData : dtype === 'float64' ? p.doubleData : dtype === 'int64' ? p.int64Data : p.int32Data;
+    dtype === 'float32' ? p.floatData : dtype === 'float64' ? p.doubleData : dtype === 'int64' ? p.int64Data
+      : dtype === 'uint32' || dtype === 'uint64' ? p.uint64Data : p.int32Data;
   const len = src?.length ?? 0;
   if (len !== n) {
     throw new GraftError('E_ONNX_PARSE', `${source}: tensor "${p.name}" of shape [${dims}] holds ${len} values, expected ${n}`,
@@ -312,6 +313,7 @@ export function tensorFromProto(p: onnxProto.onnx.ITensorProto, source = 'model'
   for (let i = 0; i < n; i++) {
     const v = src![i]!;
     if (out instanceof BigInt64Array) out[i] = big(v);
+    else if (out instanceof BigUint64Array) out[i] = BigInt.asUintN(64, big(v));
     else (out as Float32Array)[i] = num(v);
   }
   return { dtype, dims, data: out };

@@ -1,9 +1,11 @@
 /** Dense tensors as they live outside ONNX Runtime: a dtype, dims and a typed array. */
 import { GraftError } from '../errors.ts';
 
-export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool' | 'uint8' | 'int8' | 'float16';
+export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool' | 'uint8' | 'int8' | 'float16'
+  | 'int16' | 'uint16' | 'uint32' | 'uint64' | 'bfloat16';
 
-export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | Int8Array | Uint16Array;
+/** float16 and bfloat16 tensors hold their raw 16 bits (Uint16Array): graft carries them as data, never computes on them. */
+export type TypedArray = Float32Array | Float64Array | BigInt64Array | BigUint64Array | Int32Array | Uint32Array | Int16Array | Uint8Array | Int8Array | Uint16Array;
 
 export interface TensorData {
   dtype: DType;
@@ -13,13 +15,16 @@ export interface TensorData {
 
 /** ONNX TensorProto.DataType numbers. */
 export const ONNX_DTYPE: Record<DType, number> = {
-  float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11,
+  float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11, uint32: 12, uint64: 13, bfloat16: 16,
 };
+
+/** DType by ONNX TensorProto.DataType number. */
+export const DTYPE_OF_ONNX: Readonly<Record<number, DType>> = Object.fromEntries(Object.entries(ONNX_DTYPE).map(([k, v]) => [v, k as DType]));
 
 export function dtypeFromOnnx(n: number): DType {
   for (const [k, v] of Object.entries(ONNX_DTYPE)) if (v === n) return k as DType;
   throw new GraftError('E_ONNX_PARSE', `ONNX element type ${n} is not supported by graft`,
-    'graft supports float32, float64, float16, int64, int32, int8, uint8 and bool tensors.');
+    'graft supports float32, float64, float16, bfloat16, int64, int32, int16, int8, uint64, uint32, uint16, uint8 and bool tensors.');
 }
 
 export function sizeOf(dims: readonly number[]): number {
@@ -28,6 +33,12 @@ export function sizeOf(dims: readonly number[]): number {
   return n;
 }
 
+/** Types held as raw bits (float16, bfloat16): no build-time arithmetic on their values. */
+export function isRawBits(dtype: DType): boolean {
+  return dtype === 'float16' || dtype === 'bfloat16';
+}
+
+/** Floating types graft computes on (bfloat16 passes through as data only: ORT's JS API has no bfloat16 tensors). */
 export function isFloat(dtype: DType): boolean {
   return dtype === 'float32' || dtype === 'float64' || dtype === 'float16';
 }
@@ -40,7 +51,10 @@ export function allocate(dtype: DType, n: number): TypedArray {
     case 'int32': return new Int32Array(n);
     case 'bool': case 'uint8': return new Uint8Array(n);
     case 'int8': return new Int8Array(n);
-    case 'float16': return new Uint16Array(n);
+    case 'float16': case 'bfloat16': case 'uint16': return new Uint16Array(n);
+    case 'int16': return new Int16Array(n);
+    case 'uint32': return new Uint32Array(n);
+    case 'uint64': return new BigUint64Array(n);
   }
 }
 
@@ -65,6 +79,7 @@ export function tensor(dtype: DType, dims: number[], values?: ArrayLike<number |
         'Pass exactly as many values as the shape holds.');
     }
     if (data instanceof BigInt64Array) for (let i = 0; i < n; i++) data[i] = toInt64(values[i]!);
+    else if (data instanceof BigUint64Array) for (let i = 0; i < n; i++) { const v = values[i]!; data[i] = typeof v === 'bigint' ? v : v >= 2 ** 64 ? 2n ** 64n - 1n : BigInt(Math.max(0, v)); }
     else for (let i = 0; i < n; i++) (data as Float32Array)[i] = Number(values[i]);
   }
   return { dtype, dims: [...dims], data };
@@ -96,6 +111,12 @@ export function fromBytes(dtype: DType, dims: number[], bytes: Uint8Array): Tens
 /** Values as plain numbers (int64 converted), for tests and small constants. */
 export function toNumbers(t: TensorData | { data: TypedArray }): number[] {
   return Array.from(t.data as ArrayLike<number | bigint>, (x) => Number(x));
+}
+
+/** A bfloat16 value (its 16 bits: the top half of a float32) as a number. */
+export function bfloat16ToFloat(h: number): number {
+  const f = new Float32Array(new Uint32Array([h << 16]).buffer);
+  return f[0]!;
 }
 
 /** An IEEE 754 half-precision value (its 16 bits) as a number: float16 tensors hold raw bits. */

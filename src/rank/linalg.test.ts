@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { rng } from '../graph/gradcheck.ts';
+import { rng } from '../rng.ts';
 import { cholesky, choleskySolve, gramCols, gramRows, lowerInverseTransposed, symEig, symEigProject, symEigValues } from './linalg.ts';
 import { disposeProducts, gemm, gemmJs } from './products.ts';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { shuffle } from '../data/split.ts';
-import { rng } from '../graph/gradcheck.ts';
+import { rng } from '../rng.ts';
 import { symEig } from './linalg.ts';
 import { disposeProducts } from './products.ts';
 import { argmaxRows, hScore, knnAccuracy, leep, logme, nce, transferScores, weightedTau } from './scores.ts';

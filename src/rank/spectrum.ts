@@ -16,7 +16,7 @@
  * for the eigenvalues.
  */
 import { GraftError } from '../errors.ts';
-import { rng } from '../graph/gradcheck.ts';
+import { rng } from '../rng.ts';
 import { cholesky, lowerInverseTransposed, symEig, symEigProject } from './linalg.ts';
 import { type Mat, type Products, gemm } from './products.ts';
 

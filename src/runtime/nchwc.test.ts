@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GraphBuilder, type Sym } from '../graph/builder.ts';
 import { gradients } from '../graph/autodiff.ts';
-import { gradcheck, rng } from '../graph/gradcheck.ts';
+import { gradcheck, rng } from './gradcheck.ts';
 import { tensor, type TensorData } from '../graph/tensor.ts';
 import type { AttrInput } from '../graph/ops/registry.ts';
 import { lowerDepthwiseConvs, nchwcBlock } from './nchwc.ts';

@@ -22,11 +22,16 @@ export function defaultThreads(): number {
   return Number.isInteger(env) && env > 0 ? env : availableParallelism();
 }
 
-const ORT_TYPE: Record<DType, ort.Tensor.Type> = {
+const ORT_TYPE: Record<Exclude<DType, 'bfloat16'>, ort.Tensor.Type> = {
   float32: 'float32', float64: 'float64', int64: 'int64', int32: 'int32', bool: 'bool', uint8: 'uint8', int8: 'int8', float16: 'float16',
+  int16: 'int16', uint16: 'uint16', uint32: 'uint32', uint64: 'uint64',
 };
 
 export function toOrt(t: TensorData): ort.Tensor {
+  if (t.dtype === 'bfloat16') {
+    throw new GraftError('E_GRAPH_INVALID', 'ONNX Runtime\'s JavaScript API has no bfloat16 tensors, so one cannot be fed or fetched',
+      'Cast to float32 inside the graph (graft loads, saves and types bfloat16 tensors as data).');
+  }
   return new ort.Tensor(ORT_TYPE[t.dtype], t.data as never, t.dims);
 }
 

@@ -11,7 +11,8 @@ import { writeDigitsSplit } from '../data/digits.ts';
 import { readNumericCsv } from '../data/csv.ts';
 import { writeMnistFolder } from '../data/mnist.ts';
 import { BIN } from '../cli/testkit.ts';
-import { type Predictor, type ServeHandle, loadModel, serve, train } from '../index.ts';
+import { type Predictor, loadModel, train } from '../index.ts';
+import { type ServeHandle, serve } from './server.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'graft-serve-'));
 const csvModel = join(dir, 'digits');

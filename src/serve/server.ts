@@ -240,7 +240,12 @@ function inputOf(s: Served, body: unknown): { input: PredictInput; n: number } {
 }
 
 /**
- * Serves model folders over HTTP (see the module comment). `dirs` are folders, or `name=DIR`.
+ * Serves model folders (paths, or `NAME=DIR`) over HTTP (fastify): `POST /v1/models/NAME/predict`
+ * with micro-batching of concurrent requests, `GET /healthz`, `GET /v1/models`, Prometheus
+ * `/metrics`, a bearer token, body/pixel/time limits, and graceful shutdown (`close()` stops
+ * accepting and answers the requests in flight). Each folder is loaded with `loadModel()`, checked
+ * as untrusted input. Exported as `graft/serve`, above the public API, so `graft` never loads the HTTP stack.
+ * @returns the running server: its bound `url`, `host`, `port`, model names, and `close()`.
  * @throws GraftError for a folder that is not a valid model, or two models of one name.
  */
 export async function serve(dirs: readonly string[], options: ServeOptions = {}): Promise<ServeHandle> {

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { rng } from '../graph/gradcheck.ts';
+import { rng } from '../rng.ts';
 import { type TensorData, tensor, toNumbers } from '../graph/tensor.ts';
 import { Session } from '../runtime/session.ts';
 import { type TextEncoder, loadTextEncoder } from '../backbones/textenc.ts';

@@ -7,7 +7,7 @@
  */
 import { GraftError } from '../errors.ts';
 import type { TextEncoder, Tokenized } from '../backbones/textenc.ts';
-import { rng } from '../graph/gradcheck.ts';
+import { rng } from '../rng.ts';
 import { Learner } from '../train/learner.ts';
 import { mse } from '../train/losses.ts';
 import type { Callback } from '../train/callbacks.ts';

@@ -1,5 +1,5 @@
 /** Seeded weight initialisation (He, Glorot) so that one seed gives the same network twice. */
-import { rng } from '../graph/gradcheck.ts';
+import { rng } from '../rng.ts';
 
 export type InitKind = 'he' | 'glorot' | 'zeros';
 

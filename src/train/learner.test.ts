@@ -8,7 +8,7 @@ import { CancelBatch, CancelFit, Checkpoint, EarlyStopping, type Callback } from
 import { linearHead, mlpHead } from '../heads/heads.ts';
 import { lrFind } from './lrfind.ts';
 import { mse } from './losses.ts';
-import { rng } from '../graph/gradcheck.ts';
+import { rng } from '../rng.ts';
 
 /** Three Gaussian blobs in 6-d: separable, but not trivially. */
 function blobs(n: number, seed: number): Dataset {

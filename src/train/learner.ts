@@ -6,7 +6,7 @@
  */
 import { GraftError } from '../errors.ts';
 import { readSafetensors, writeSafetensors, type NamedArrays } from '../io/safetensors.ts';
-import { rng } from '../graph/gradcheck.ts';
+import { rng } from '../rng.ts';
 import { type TensorData, tensor } from '../graph/tensor.ts';
 import type { Graph } from '../graph/ir.ts';
 import { defaultThreads, type SessionOptions } from '../runtime/session.ts';

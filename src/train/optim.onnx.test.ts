@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
-import { BACKEND_DATA_DIR } from '../graph/backend.ts';
+import { BACKEND_DATA_DIR } from '../runtime/backend.ts';
 import { GraphBuilder } from '../graph/builder.ts';
 import { tensorFromProto } from '../graph/ir.ts';
 import { tensor, type TensorData } from '../graph/tensor.ts';

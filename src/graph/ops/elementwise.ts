@@ -1,7 +1,7 @@
 /** Elementwise ops, MatMul and Gemm: type inference and gradient rules. */
 import type { Sym } from '../builder.ts';
 import type { Dim } from '../ir.ts';
-import { type DType, isFloat, tensor, toNumbers } from '../tensor.ts';
+import { type DType, DTYPE_OF_ONNX, isFloat, isRawBits, tensor, toNumbers } from '../tensor.ts';
 import { type GradCtx, type InferCtx, type TypeInfo, broadcastShapes, defineOp, noGradient, shapeError } from './registry.ts';
 
 const same = (c: InferCtx): TypeInfo[] => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }];
@@ -17,12 +17,12 @@ const FLOAT_FOLD: Record<string, (a: number, b: number) => number> = { ...INT_FO
  * loaded models and in ONNX's function expansions: Size - axis, Cast(Size) for Range bounds).
  */
 function fold(c: InferCtx, dtype: DType, shape: Dim[]): TypeInfo['value'] {
-  if (dtype === 'float16' || dtype === 'bool' || shape.length > 1 || shape.some((d) => typeof d !== 'number')) return undefined;
+  if (isRawBits(dtype) || dtype === 'bool' || shape.length > 1 || shape.some((d) => typeof d !== 'number')) return undefined;
   const n = shape.length ? shape[0] as number : 1;
   if (n > 64) return undefined;
   const f = (isFloat(dtype) ? FLOAT_FOLD : INT_FOLD)[c.node.op];
   const ins = c.inputs.filter((t): t is TypeInfo => !!t);
-  if (!f || ins.some((t) => !t.value || t.value.dtype === 'float16')) return undefined;
+  if (!f || ins.some((t) => !t.value || isRawBits(t.value.dtype))) return undefined;
   const vals = ins.map((t) => toNumbers(t.value!));
   const out = Array.from({ length: n }, (_, i) => vals.map((v) => v[v.length === 1 ? 0 : i]!).reduce(f));
   return tensor(dtype, shape as number[], out);
@@ -156,7 +156,7 @@ defineOp('Neg', {
   // Folds small known values (-axis in ONNX's LayerNormalization expansion).
   infer: (c) => {
     const x = c.inputs[0]!;
-    const ok = x.value && x.value.dtype !== 'float16' && x.shape.length <= 1;
+    const ok = x.value && !isRawBits(x.value.dtype) && x.shape.length <= 1;
     return [{ dtype: x.dtype, shape: [...x.shape], ...(ok ? { value: tensor(x.dtype, x.shape as number[], toNumbers(x.value!).map((v) => -v)) } : {}) }];
   },
   grad: (c) => [c.b.neg(c.dy(0)!)],
@@ -276,7 +276,7 @@ function smallKnown(c: InferCtx, shape: Dim[]): { n: number; vals: number[][] } 
   if (shape.length > 1 || shape.some((d) => typeof d !== 'number')) return undefined;
   const n = shape.length ? shape[0] as number : 1;
   const ins = c.inputs.filter((t): t is TypeInfo => !!t);
-  if (n > 64 || ins.length !== c.inputs.length || ins.some((t) => !t.value || t.value.dtype === 'float16')) return undefined;
+  if (n > 64 || ins.length !== c.inputs.length || ins.some((t) => !t.value || isRawBits(t.value.dtype))) return undefined;
   return { n, vals: ins.map((t) => toNumbers(t.value!)) };
 }
 const at = (v: number[], i: number) => v[v.length === 1 ? 0 : i]!;
@@ -298,7 +298,7 @@ defineOp('Where', {
   infer: (c) => {
     const dtype = c.inputs[1]!.dtype;
     const shape = broadcastShapes(c.node, c.inputs.map((t) => t!.shape));
-    const k = dtype === 'float16' ? undefined : smallKnown(c, shape);
+    const k = isRawBits(dtype) ? undefined : smallKnown(c, shape);
     const value = k ? tensor(dtype, shape as number[], Array.from({ length: k.n }, (_, i) => (at(k.vals[0]!, i) ? at(k.vals[1]!, i) : at(k.vals[2]!, i)))) : undefined;
     return [{ dtype, shape, ...(value ? { value } : {}) }];
   },
@@ -430,13 +430,13 @@ defineOp('Einsum', {
 defineOp('Det', { infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: c.inputs[0]!.shape.slice(0, -2) }] });
 
 // ---- typing of non-differentiable helpers ---------------------------------------------------------------
-const DTYPE_CODES: Record<number, DType> = { 1: 'float32', 2: 'uint8', 3: 'int8', 6: 'int32', 7: 'int64', 9: 'bool', 10: 'float16', 11: 'float64' };
+const DTYPE_CODES = DTYPE_OF_ONNX;
 defineOp('Cast', {
   infer: (c) => {
     const x = c.inputs[0]!;
     const dtype = DTYPE_CODES[c.int('to', 1)] ?? 'float32';
     // Small known values carry through casts between numeric types (integers truncated toward zero).
-    const ok = x.value && x.value.dtype !== 'float16' && dtype !== 'float16' && dtype !== 'bool' && x.shape.length <= 1;
+    const ok = x.value && !isRawBits(x.value.dtype) && !isRawBits(dtype) && dtype !== 'bool' && x.shape.length <= 1;
     const v = ok ? toNumbers(x.value!).map((e) => (isFloat(dtype) ? e : Math.trunc(e))) : undefined;
     return [{ dtype, shape: [...x.shape], ...(v ? { value: tensor(dtype, x.shape as number[], v) } : {}) }];
   },

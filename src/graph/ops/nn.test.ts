@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
-import { gradcheck, type CheckInput, type GradcheckOptions } from '../gradcheck.ts';
+import { gradcheck, type CheckInput, type GradcheckOptions } from '../../runtime/gradcheck.ts';
 import { GraphBuilder, type Sym } from '../builder.ts';
 import { gradients } from '../autodiff.ts';
 import { Session } from '../../runtime/session.ts';

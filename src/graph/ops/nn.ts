@@ -3,10 +3,10 @@
  * Each backward formulation is its own small function so a faster one can be swapped in by measurement.
  */
 import { GraftError } from '../../errors.ts';
-import { type GraphBuilder, type Sym, staticShape } from '../builder.ts';
+import type { GraphBuilder, Sym } from '../builder.ts';
 import type { Dim } from '../ir.ts';
-import { type DType, sizeOf, tensor } from '../tensor.ts';
-import { type GradCtx, type InferCtx, type TypeInfo, defineOp, shapeError } from './registry.ts';
+import { type DType, DTYPE_OF_ONNX, sizeOf, tensor } from '../tensor.ts';
+import { type GradCtx, type InferCtx, type TypeInfo, defineOp, shapeError, staticShape } from './registry.ts';
 import { extremumGrad } from './reduce.ts';
 
 /** Resolved window geometry per spatial axis: kernel, strides, dilations, begin/end pads. */
@@ -542,7 +542,7 @@ defineOp('DequantizeLinear', {
   infer: (c) => [{ dtype: c.inputs[1]!.dtype, shape: [...c.inputs[0]!.shape] }],
   grad: () => [],
 });
-const WINDOW_DTYPES: Record<number, DType> = { 1: 'float32', 2: 'uint8', 3: 'int8', 6: 'int32', 7: 'int64', 9: 'bool', 10: 'float16', 11: 'float64' };
+const WINDOW_DTYPES = DTYPE_OF_ONNX;
 for (const op of ['BlackmanWindow', 'HammingWindow', 'HannWindow']) {
   defineOp(op, {
     nondiff: [0],

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertGradcheck, input, rng } from '../gradcheck.ts';
+import { assertGradcheck, input, rng } from '../../runtime/gradcheck.ts';
 import { GraphBuilder, type Sym } from '../builder.ts';
 import { gradients } from '../autodiff.ts';
 import { GraftError } from '../../errors.ts';

@@ -1,8 +1,8 @@
 /** Reductions and normalisations: type inference and gradient rules. */
-import { type Sym, staticShape } from '../builder.ts';
+import type { Sym } from '../builder.ts';
 import type { Dim } from '../ir.ts';
 import { type DType, sizeOf, tensor } from '../tensor.ts';
-import { type GradCtx, type InferCtx, type TypeInfo, defineOp, noGradient, normAxis } from './registry.ts';
+import { type GradCtx, type InferCtx, type TypeInfo, defineOp, noGradient, normAxis, staticShape } from './registry.ts';
 
 /** Reduction axes come from an attribute (opset < 18 ReduceMean & co) or an input (ReduceSum >= 13). */
 function reduceAxes(c: InferCtx, rank: number): number[] {

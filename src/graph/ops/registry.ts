@@ -148,3 +148,14 @@ export function broadcastShapes(n: Node, shapes: Dim[][]): Dim[] {
 export function normAxis(axis: number, rank: number): number {
   return axis < 0 ? axis + rank : axis;
 }
+
+/** The fixed dimensions of a symbol; a symbolic one is an E_GRAPH_SHAPE error. */
+export function staticShape(s: Sym): number[] {
+  return s.shape.map((d) => {
+    if (typeof d !== 'number') {
+      throw new GraftError('E_GRAPH_SHAPE', `tensor "${s.name}" has a symbolic dimension "${d}" where a fixed size is needed`,
+        'Build training graphs with fixed shapes (graft compiles one per batch size).');
+    }
+    return d;
+  });
+}

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import onnxProto from 'onnx-proto';
-import { assertGradcheck, input } from '../gradcheck.ts';
+import { assertGradcheck, input } from '../../runtime/gradcheck.ts';
 import { GraphBuilder, type Sym } from '../builder.ts';
 import { gradients } from '../autodiff.ts';
 import { Session } from '../../runtime/session.ts';

@@ -1,9 +1,9 @@
 /** Shape-moving ops: type inference and gradient rules. */
 import { GraftError } from '../../errors.ts';
-import { type GraphBuilder, type Sym, staticShape } from '../builder.ts';
+import type { GraphBuilder, Sym } from '../builder.ts';
 import type { Dim } from '../ir.ts';
-import { type DType, sizeOf, tensor, toNumbers } from '../tensor.ts';
-import { type GradCtx, type InferCtx, type TypeInfo, defineOp, noGradient, normAxis, shapeError } from './registry.ts';
+import { type DType, isRawBits, sizeOf, tensor, toNumbers } from '../tensor.ts';
+import { type GradCtx, type InferCtx, type TypeInfo, defineOp, noGradient, normAxis, shapeError, staticShape } from './registry.ts';
 
 /** The gradient of any op that only rearranges or renames elements without reordering them. */
 const reshapeBack = (c: GradCtx): (Sym | null)[] => [c.b.reshape(c.dy(0)!, c.x(0).shape.map(Number))];
@@ -36,7 +36,7 @@ defineOp('Reshape', {
       if (a !== null && b !== null && a !== b) throw shapeError(c.node, `cannot reshape [${x.shape}] (${a} values) to [${target}] (${b} values)`);
     }
     // A small known value keeps its values (torch exports expand's sizes as Reshape(Concat(...), [-1])).
-    const v = x.value && x.value.dtype !== 'float16' && out.length <= 1 && out.every((d) => typeof d === 'number') ? toNumbers(x.value) : undefined;
+    const v = x.value && !isRawBits(x.value.dtype) && out.length <= 1 && out.every((d) => typeof d === 'number') ? toNumbers(x.value) : undefined;
     return [withValue({ dtype: x.dtype, shape: out }, v)];
   },
   grad: reshapeBack,

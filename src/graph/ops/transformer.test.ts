@@ -5,7 +5,7 @@
 // ORT has no float64 Erf kernel, so the erf form of GELU is checked in float32 and against its closed form.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertGradcheck, input } from '../gradcheck.ts';
+import { assertGradcheck, input } from '../../runtime/gradcheck.ts';
 import { GraphBuilder, type Sym } from '../builder.ts';
 import { gradients } from '../autodiff.ts';
 import { Session } from '../../runtime/session.ts';

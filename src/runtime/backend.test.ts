@@ -12,10 +12,10 @@ import {
   type CaseResult, type Check, CHECKS, compareTensors, listBackendCases, passing, quietOrt, runBackendCase, summarize,
 } from './backend.ts';
 import { isGraftError } from '../errors.ts';
-import { f32, i64 } from './tensor.ts';
+import { f32, i64 } from '../graph/tensor.ts';
 
 const FIXTURE = 'fixtures/onnx-backend/expected.json';
-const UPDATE = 'GRAFT_UPDATE_BACKEND=1 node scripts/test.mjs src/graph/backend.test.ts';
+const UPDATE = 'GRAFT_UPDATE_BACKEND=1 node scripts/test.mjs src/runtime/backend.test.ts';
 const NAMES: Record<Check, string> = { a: 'round trip on ORT', b: 'shape/type inference', c: 'gradients' };
 
 test('compareTensors: allclose for floats (NaN equals NaN), exact for ints, dtype and shape first', () => {
@@ -55,7 +55,7 @@ test('ONNX backend test cases: no case that passed a check stops passing it', as
   const now = passing(results);
   if (process.env['GRAFT_UPDATE_BACKEND'] === '1') {
     mkdirSync(dirname(FIXTURE), { recursive: true });
-    const note = `Cases of ONNX's backend test data (Debian libonnx-testdata) that pass each check of src/graph/backend.test.ts: ` +
+    const note = `Cases of ONNX's backend test data (Debian libonnx-testdata) that pass each check of src/runtime/backend.test.ts: ` +
       `(a) ${NAMES.a}, (b) ${NAMES.b}, (c) ${NAMES.c}. Written by: ${UPDATE}`;
     writeFileSync(FIXTURE, `${JSON.stringify({ note, ...now }, null, 1)}\n`);
     t.diagnostic(`wrote ${FIXTURE}`);

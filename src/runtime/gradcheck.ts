@@ -2,11 +2,12 @@
  * Checks gradient rules against central finite differences. The checked function f is reduced to a
  * scalar with a fixed random projection, loss = sum(f(x) * R), so every output element matters.
  */
-import { GraphBuilder, type Sym, type TargetHints } from './builder.ts';
-import { gradients } from './autodiff.ts';
-import { Session } from '../runtime/session.ts';
-import { type DType, type TensorData, sizeOf, tensor } from './tensor.ts';
-import type { Dim } from './ir.ts';
+import { GraphBuilder, type Sym, type TargetHints } from '../graph/builder.ts';
+import { gradients } from '../graph/autodiff.ts';
+import { rng } from '../rng.ts';
+import { Session } from './session.ts';
+import { type DType, type TensorData, sizeOf, tensor } from '../graph/tensor.ts';
+import type { Dim } from '../graph/ir.ts';
 
 export interface CheckInput {
   name: string;
@@ -43,17 +44,7 @@ export interface GradcheckResult {
   ok: boolean;
 }
 
-/** Deterministic uniform numbers in [0, 1) (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../rng.ts';
 
 export async function gradcheck(
   build: (b: GraphBuilder, xs: Sym[]) => Sym,
