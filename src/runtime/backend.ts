@@ -377,7 +377,8 @@ async function checkGradient(g: Graph, d: CaseData, opts: Required<BackendOption
     }
   }
   const nanNote = nanNum || nanGrad ? `, NaN in ${nanNum} finite differences and ${nanGrad} gradients` : '';
-  const summary = `${dtype}${why ? ` (float64: ${why})` : ''}, ${r.checked} elements, max abs err ${r.maxAbsErr.toPrecision(2)}, max rel err ${r.maxRelErr.toPrecision(2)}${nanNote}`;
+  const kinkNote = r.kinks ? `, ${r.kinks} between disagreeing one-sided differences (a kink)` : '';
+  const summary = `${dtype}${why ? ` (float64: ${why})` : ''}, ${r.checked} elements, max abs err ${r.maxAbsErr.toPrecision(2)}, max rel err ${r.maxRelErr.toPrecision(2)}${nanNote}${kinkNote}`;
   if (r.checked === 0) return { status: 'fail', reason: `nothing checked (${summary})` };
   if (zero) return { status: 'fail', reason: `every checked gradient is zero, which shows nothing (${summary})` };
   return r.ok ? { status: 'pass', note: summary } : { status: 'fail', reason: summary };

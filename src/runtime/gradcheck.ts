@@ -1,6 +1,11 @@
 /**
  * Checks gradient rules against central finite differences. The checked function f is reduced to a
  * scalar with a fixed random projection, loss = sum(f(x) * R), so every output element matters.
+ * At a kink (ReLU-like ops at 0, ties in Min/Max, Shrink at lambda) the central difference averages two
+ * slopes that no rule gives; there, when the one-sided differences disagree, a gradient between them (a
+ * Clarke subgradient along that coordinate, as PyTorch's conventions pick) passes, and is counted. The
+ * same bracket holds the true derivative where the curvature is too large for the step (Tan near a pole
+ * in float32): the function is convex or concave across it.
  */
 import { GraphBuilder, type Sym, type TargetHints } from '../graph/builder.ts';
 import { gradients } from '../graph/autodiff.ts';
@@ -39,6 +44,8 @@ export interface GradcheckResult {
   maxAbsErr: number;
   maxRelErr: number;
   checked: number;
+  /** Elements whose one-sided differences disagree (a kink, or curvature) and whose gradient passed between them. */
+  kinks: number;
   analytic: Record<string, Float64Array>;
   numeric: Record<string, Float64Array>;
   ok: boolean;
@@ -89,7 +96,9 @@ export async function gradcheck(
   let maxAbsErr = 0;
   let maxRelErr = 0;
   let checked = 0;
+  let kinks = 0;
   let ok = true;
+  const l0 = Number(base['loss']!.data[0]);
   for (const w of wrt) {
     const a = Float64Array.from(base[gradNames[w]!]!.data as Float64Array);
     analytic[w] = a;
@@ -110,13 +119,20 @@ export async function gradcheck(
       const rel = err / Math.max(Math.abs(num[i]!), Math.abs(a[i]!), 1e-12);
       maxAbsErr = Math.max(maxAbsErr, err);
       if (err > atol) maxRelErr = Math.max(maxRelErr, rel);
-      if (!(err <= atol + rtol * Math.abs(num[i]!))) ok = false; // NaN fails too
       checked++;
+      if (err <= atol + rtol * Math.abs(num[i]!)) continue; // NaN falls through
+      // A kink: the two one-sided slopes differ by more than the tolerance; any gradient between them passes.
+      const fwd = (lp - l0) / eps;
+      const bwd = (l0 - lm) / eps;
+      const tol = (v: number) => atol + rtol * Math.abs(v);
+      const kink = Number.isFinite(fwd) && Number.isFinite(bwd) && Math.abs(fwd - bwd) > tol(fwd) + tol(bwd);
+      if (kink && a[i]! >= Math.min(fwd, bwd) - tol(Math.min(fwd, bwd)) && a[i]! <= Math.max(fwd, bwd) + tol(Math.max(fwd, bwd))) kinks++;
+      else ok = false;
     }
     numeric[w] = num;
   }
   await s.dispose();
-  return { maxAbsErr, maxRelErr, checked, analytic, numeric, ok };
+  return { maxAbsErr, maxRelErr, checked, kinks, analytic, numeric, ok };
 }
 
 /** Runs gradcheck and throws (failing the calling test) unless every checked element agrees. */

@@ -1,0 +1,41 @@
+// gradcheck itself: kinks pass only between the one-sided differences, and a wrong rule still fails.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { OPS } from '../graph/ops/registry.ts';
+import { gradcheck } from './gradcheck.ts';
+
+test('at a kink (Relu at 0) a gradient between the one-sided slopes passes, and is counted', async () => {
+  const r = await gradcheck((b, [x]) => b.op1('Relu', [x!]), [{ name: 'x', shape: [3], values: [-1, 0, 1] }]);
+  assert.ok(r.ok, `${JSON.stringify(r.numeric)} vs ${JSON.stringify(r.analytic)}`);
+  assert.equal(r.kinks, 1);
+  // The central difference at 0 averages the two slopes: no rule gives it.
+  assert.ok(Math.abs(r.numeric['x']![1]! - r.analytic['x']![1]!) > 1e-3);
+  // Abs at 0: sign(0) = 0 is the central difference itself, so no kink is needed.
+  const abs = await gradcheck((b, [x]) => b.op1('Abs', [x!]), [{ name: 'x', shape: [3], values: [-1, 0, 1] }]);
+  assert.ok(abs.ok);
+  assert.equal(abs.kinks, 0);
+  const smooth = await gradcheck((b, [x]) => b.op1('Relu', [x!]), [{ name: 'x', shape: [2], values: [-1, 1] }]);
+  assert.equal(smooth.kinks, 0);
+});
+
+test('a wrong gradient rule fails, at a smooth point and at a kink (outside the bracket)', async () => {
+  const relu = OPS.get('Relu')!;
+  const grad = relu.grad!;
+  // Twice the true gradient: 2 where x > 0.
+  OPS.set('Relu', { ...relu, grad: (c) => grad(c).map((g) => (g ? c.b.mul(g, c.b.like(2, g)) : g)) });
+  try {
+    assert.equal((await gradcheck((b, [x]) => b.op1('Relu', [x!]), [{ name: 'x', shape: [2], values: [-1, 1] }])).ok, false);
+    // At 0 the wrong rule gives 0 (inside [0, R]), so its error shows only where the function is smooth.
+    const atKink = await gradcheck((b, [x]) => b.op1('Relu', [x!]), [{ name: 'x', shape: [1], values: [0] }]);
+    assert.equal(atKink.ok, true);
+  } finally {
+    OPS.set('Relu', relu);
+  }
+  // A rule that is wrong at the kink itself: -1 times the upstream gradient everywhere.
+  OPS.set('Relu', { ...relu, grad: (c) => [c.b.neg(c.dy(0)!)] });
+  try {
+    assert.equal((await gradcheck((b, [x]) => b.op1('Relu', [x!]), [{ name: 'x', shape: [1], values: [0] }], { seed: 3 })).ok, false);
+  } finally {
+    OPS.set('Relu', relu);
+  }
+});
