@@ -4,7 +4,7 @@
  * emitted by one small rule per op (graph/ops/*). ORT then runs forward and backward in one session.
  */
 import { GraftError } from '../errors.ts';
-import { type GraphBuilder, type Sym, inferCtx, staticShape } from './builder.ts';
+import { GraphBuilder, type Sym, inferCtx, staticShape } from './builder.ts';
 import type { Node } from './ir.ts';
 import { fitOpset, opsetMins } from './opset.ts';
 import { type GradCtx, OPS } from './ops/registry.ts';
@@ -109,6 +109,7 @@ function gradCtx(b: GraphBuilder, node: Node, dys: (Sym | null)[], needs: (i: nu
     dy: (i) => dys[i] ?? null,
     needs,
     unbroadcast: (gs, target) => unbroadcast(b, gs, target),
+    vjp: (forward) => vjpOf(b, node, dys, needs, forward),
     ensureOutput: (i) => {
       while (node.outputs.length <= i) node.outputs.push('');
       if (!node.outputs[i]) {
@@ -118,6 +119,47 @@ function gradCtx(b: GraphBuilder, node: Node, dys: (Sym | null)[], needs: (i: nu
       return b.sym(node.outputs[i]!);
     },
   };
+}
+
+/**
+ * GradCtx.vjp: the node's forward rebuilt in a subgraph from its inputs, the loss sum(y_k * dy_k) over the
+ * outputs that get a gradient, differentiated there, and the subgraph inlined into `b` (names prefixed).
+ */
+function vjpOf(b: GraphBuilder, node: Node, dys: (Sym | null)[], needs: (i: number) => boolean,
+  forward: (b: GraphBuilder, xs: (Sym | null)[]) => Sym[]): (Sym | null)[] {
+  const sub = new GraphBuilder();
+  sub.graph.opset = b.graph.opset;
+  sub.hints = { ...b.hints };
+  const connect: Record<string, string> = {};
+  const xs = node.inputs.map((name, i) => {
+    if (!name) return null;
+    const t = b.types.get(name)!;
+    connect[`x${i}`] = name;
+    return sub.input(`x${i}`, t.dtype, t.shape);
+  });
+  const ys = forward(sub, xs);
+  const terms: Sym[] = [];
+  ys.forEach((y, k) => {
+    const dy = dys[k];
+    if (!dy) return;
+    connect[`dy${k}`] = dy.name;
+    terms.push(sub.op1('ReduceSum', [sub.mul(y, sub.input(`dy${k}`, dy.dtype, dy.shape))], { keepdims: 0 }));
+  });
+  const wrt = node.inputs.flatMap((name, i) => (name && needs(i) ? [`x${i}`] : []));
+  if (!terms.length || !wrt.length) return node.inputs.map(() => null);
+  const loss = terms.reduce((a, t) => sub.add(a, t));
+  const grads = gradients(sub, loss.name, wrt);
+  const got = wrt.filter((w) => grads.has(w));
+  got.forEach((w) => sub.output(grads.get(w)!, `grad_${w}`));
+  const before = b.graph.nodes.length;
+  const prefix = `${node.name}/vjp/`;
+  const names = b.graph.append(sub.graph, connect, prefix);
+  for (const k of sub.graph.initializers.keys()) b.types.set(`${prefix}${k}`, sub.types.get(k)!);
+  for (const n of b.graph.nodes.slice(before)) b.inferNode(n);
+  return node.inputs.map((_, i) => {
+    const j = got.indexOf(`x${i}`);
+    return j >= 0 ? b.sym(names[j]!) : null;
+  });
 }
 
 /** Sums a broadcast gradient back down to the shape of the tensor it flowed from. */

@@ -273,7 +273,9 @@ async function checkInference(g: Graph, d: CaseData): Promise<Outcome> {
 }
 
 // ORT's type check of an op whose schema takes no double (Celu) reads as an invalid model, not a missing kernel.
-const NO_KERNEL = /Could not find an implementation|NOT_IMPLEMENTED|Type Error: Type 'tensor\(double\)' of input parameter/;
+const NO_KERNEL = /Could not find an implementation|NOT_IMPLEMENTED|Type Error: Type 'tensor\(double\)' of input parameter|does not support double/;
+// Node forms ORT's CPU kernels refuse at load (batch-first recurrent layers: "layout_ == 0 was false", cut short in the message).
+const ORT_REFUSES = /are not supported|layout_ == 0 was/;
 
 /** Dropout in training mode with a non-zero ratio draws its mask from the runtime's generator: no fixed reference. */
 function randomCase(g: Graph, d: CaseData): string | null {
@@ -333,9 +335,17 @@ async function checkGradient(g: Graph, d: CaseData, opts: Required<BackendOption
     if (other) return `the op makes a ${other.dtype} output`;
     ys.forEach((y, i) => b.output(y, `y${i}`));
     try {
-      await (await Session.create(b.graph, { threads: 1, optimization: 'disabled' })).dispose();
+      // Run it once too: some kernels load at float64 and refuse it when they run (GRU, LSTM).
+      const s = await Session.create(b.graph, { threads: 1, optimization: 'disabled' });
+      try {
+        await s.run(Object.fromEntries(wrt.map((name, k) => [`x${k}`, tensor(dtype, src(name)!.dims)])));
+      } finally {
+        await s.dispose();
+      }
     } catch (e) {
-      if (NO_KERNEL.test(firstLine(e))) return `ORT has no ${dtype} kernel`;
+      const msg = firstLine(e);
+      if (NO_KERNEL.test(msg)) return `ORT has no ${dtype} kernel`;
+      if (ORT_REFUSES.test(msg)) return /layout_ == 0/.test(msg) ? 'ORT\'s CPU kernel does not run layout = 1 (batch first)' : `ORT does not run it: ${msg}`;
       throw e;
     }
     return null;

@@ -4,3 +4,4 @@ import './shape.ts';
 import './reduce.ts';
 import './nn.ts';
 import './loss.ts';
+import './recurrent.ts';

@@ -554,25 +554,3 @@ for (const op of ['BlackmanWindow', 'HammingWindow', 'HannWindow']) {
   });
 }
 
-// ---- recurrent layers (forward typing; ORT runs them, graft has no gradient rule for them yet) ----------
-/** Gates per step: RNN 1, GRU 3 (z, r, h), LSTM 4 (i, o, f, c); W is [directions, gates * hidden, input]. */
-const RNN_GATES: Record<string, number> = { RNN: 1, GRU: 3, LSTM: 4 };
-for (const op of Object.keys(RNN_GATES)) {
-  defineOp(op, {
-    infer: (c) => {
-      const x = c.inputs[0]!;
-      const w = c.inputs[1]!;
-      if (x.shape.length !== 3 || w.shape.length !== 3) throw shapeError(c.node, `${op} takes X [seq, batch, input] and W [directions, ${RNN_GATES[op]} x hidden, input], got X [${x.shape}] and W [${w.shape}]`);
-      const dirs = c.str('direction', 'forward') === 'bidirectional' ? 2 : 1;
-      const gw = w.shape[1]!;
-      const hidden: Dim = c.node.attrs['hidden_size'] ? c.int('hidden_size', 0) : typeof gw === 'number' ? gw / RNN_GATES[op]! : '?';
-      const batchFirst = c.int('layout', 0) === 1;
-      const [seq, batch] = batchFirst ? [x.shape[1]!, x.shape[0]!] : [x.shape[0]!, x.shape[1]!];
-      const y: Dim[] = batchFirst ? [batch, seq, dirs, hidden] : [seq, dirs, batch, hidden];
-      const state: Dim[] = batchFirst ? [batch, dirs, hidden] : [dirs, batch, hidden];
-      const outs = [{ dtype: x.dtype, shape: y }, { dtype: x.dtype, shape: state }];
-      if (op === 'LSTM') outs.push({ dtype: x.dtype, shape: [...state] });
-      return outs;
-    },
-  });
-}

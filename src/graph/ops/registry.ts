@@ -41,6 +41,12 @@ export interface GradCtx extends InferCtx {
   unbroadcast(g: Sym, target: Sym): Sym;
   /** Makes sure the forward node exposes output i (e.g. MaxPool indices) and returns it. */
   ensureOutput(i: number): Sym;
+  /**
+   * The gradients of the node's inputs, got by differentiating `forward`, the node rewritten in ops that
+   * have rules (given the node's inputs, in order, null where omitted; returning its outputs in order).
+   * It is built as a subgraph, differentiated there, and inlined: the forward is recomputed in the backward.
+   */
+  vjp(forward: (b: GraphBuilder, xs: (Sym | null)[]) => Sym[]): (Sym | null)[];
 }
 
 /** Returns one gradient per input; null or undefined for inputs without one. */
