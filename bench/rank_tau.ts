@@ -15,7 +15,7 @@ import { REGISTRY } from '../src/backbones/registry.ts';
 import { readImageFolder } from '../src/data/folders.ts';
 import { embedImages } from '../src/features/embed.ts';
 import { convexLogits, fitConvexProbe } from '../src/probe/convex.ts';
-import { candidateCuts } from '../src/rank/rank.ts';
+import { candidateCuts, sourceHead } from '../src/rank/rank.ts';
 import { transferScores, weightedTau } from '../src/rank/scores.ts';
 
 const arg = (name: string, dflt: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1]! : dflt; };
@@ -35,28 +35,29 @@ for (const name of sets) {
   const tr = readImageFolder(s!.train, { valFraction: 0 });
   const te = readImageFolder(s!.test, { valFraction: 0 });
   const k = tr.classes.length;
-  const rows: { id: string; acc: number; correct: Uint8Array; scores: Record<string, number> }[] = [];
+  const rows: { id: string; acc: number; correct: Uint8Array; scores: Partial<Record<string, number>> }[] = [];
   for (const id of backbones) {
     const bb = await loadImageBackbone(id);
     const cuts = candidateCuts(bb);
-    const outName = bb.graph.outputs[0]!;
-    const src = { name: 'source-head', tensor: outName.name, shape: [Number(outName.shape![1])] };
-    const a = await embedImages(bb, tr.train.paths, [...cuts, src], { threads });
+    // NCE and LEEP need the backbone's source classifier (the CenterNet MobileNetV3 has none).
+    const src = sourceHead(bb);
+    const a = await embedImages(bb, tr.train.paths, src ? [...cuts, src] : cuts, { threads });
     const b = await embedImages(bb, te.train.paths, cuts, { threads });
     const ya = Int32Array.from(a.kept, (i) => tr.train.y[i]!);
     const yb = Int32Array.from(b.kept, (i) => te.train.y[i]!);
     for (const c of cuts) {
       const d = a.dims.get(c.name)!;
-      const sc = await transferScores(a.features.get(c.name)!, ya, d, k, { sourceProbs: a.features.get(src.name)!, kSource: src.shape[0]!, threads });
+      const sc = await transferScores(a.features.get(c.name)!, ya, d, k, { ...(src ? { sourceProbs: a.features.get(src.name)!, kSource: src.shape[0]! } : {}), threads });
       const fit = await fitConvexProbe(a.features.get(c.name)!, ya, d, k, { threads });
       const z = convexLogits(fit, b.features.get(c.name)!, d);
       const correct = new Uint8Array(yb.length);
       for (let i = 0; i < yb.length; i++) { let best = 0; for (let q = 1; q < k; q++) if (z[i * k + q]! > z[i * k + best]!) best = q; correct[i] = best === yb[i] ? 1 : 0; }
-      rows.push({ id: `${id}/${c.name}`, acc: correct.reduce((a, v) => a + v, 0) / yb.length, correct, scores: { logme: sc.logme, hScore: sc.hScore, knn: sc.knn, nce: sc.nce!, leep: sc.leep!, cv: fit.cvAccuracy ?? 0 } });
+      rows.push({ id: `${id}/${c.name}`, acc: correct.reduce((a, v) => a + v, 0) / yb.length, correct, scores: { logme: sc.logme, hScore: sc.hScore, knn: sc.knn, ...(sc.nce !== undefined ? { nce: sc.nce } : {}), ...(sc.leep !== undefined ? { leep: sc.leep } : {}), cv: fit.cvAccuracy ?? 0 } });
     }
   }
   const acc = rows.map((r) => r.acc);
-  const t = SCORES.map((s) => weightedTau(rows.map((r) => r.scores[s]!), acc));
+  // A score a backbone cannot give (NCE, LEEP without a source head) is ranked over the candidates that have it.
+  const t = SCORES.map((s) => { const has = rows.filter((r) => r.scores[s] !== undefined); return weightedTau(has.map((r) => r.scores[s]!), has.map((r) => r.acc)); });
   t.forEach((v, i) => taus.get(SCORES[i]!)!.push(v));
   // The oracle ceiling: the tau that a perfect score (each candidate's true accuracy) can expect against a test
   // set of this size, estimated by the bootstrap (tau between the measured accuracies and those on resampled

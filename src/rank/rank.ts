@@ -78,7 +78,7 @@ export function candidateCuts(bb: ImageBackbone): CutPoint[] {
 }
 
 /** The backbone's own source-task probabilities, where its graph ends in a softmax classifier. */
-function sourceHead(bb: ImageBackbone): CutPoint | null {
+export function sourceHead(bb: ImageBackbone): CutPoint | null {
   const out = bb.graph.outputs[0];
   const node = out && bb.graph.nodes.find((n) => n.outputs.includes(out.name));
   if (!out || node?.op !== 'Softmax' || out.shape?.length !== 2 || typeof out.shape[1] !== 'number') return null;
