@@ -71,14 +71,16 @@ def narrow_convnext():
 
 def strip(name, m):
     """The backbone: the classifier replaced by Identity, so the output is the pooled feature vector."""
-    if name in ("resnet18", "regnet_x_400mf"):
+    if name in ("resnet18", "resnet50", "regnet_x_400mf"):
         m.fc = nn.Identity()
-    elif name in ("mobilenet_v3_small", "efficientnet_b0"):
+    elif name in ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"):
         m.classifier = nn.Identity()
     elif name.startswith("convnext"):
         m.classifier[2] = nn.Identity()  # keep its LayerNorm2d and Flatten
     elif name == "vit_tiny":
         m.heads = nn.Identity()
+    elif name == "swin_t":
+        m.head = nn.Identity()
     return m
 
 
@@ -89,6 +91,9 @@ ARCHS = {
     "regnet_x_400mf": (lambda: tvm.regnet_x_400mf(), 64),
     "convnext_narrow": (narrow_convnext, 64),
     "vit_tiny": (tiny_vit, 32),
+    "resnet50": (lambda: tvm.resnet50(), 64),
+    "mobilenet_v3_large": (lambda: tvm.mobilenet_v3_large(), 64),
+    "swin_t": (lambda: tvm.swin_t(), 64),
 }
 
 

@@ -61,8 +61,9 @@ const PARAM_OPS = new Set(['Mul', 'Add', 'Expand', 'Concat']);
 
 /**
  * Initializers that are trainable weights: float inputs of weight layers (directly or through a Transpose, as
- * PyTorch exports a Linear's weight without constant folding), and non-scalar float inputs of Mul, Add, Expand
- * and Concat (layer scales, position embeddings, class tokens); never BatchNorm running statistics.
+ * PyTorch exports a Linear's weight without constant folding), non-scalar float inputs of Mul, Add, Expand
+ * and Concat (layer scales, position embeddings, class tokens), and the float tables a Gather reads from
+ * (embeddings, Swin's relative position biases); never BatchNorm running statistics.
  */
 function weightNames(nodes: Node[], inits: Map<string, { dtype: string; dims: number[] }>): Set<string> {
   const stats = new Set<string>();
@@ -75,7 +76,7 @@ function weightNames(nodes: Node[], inits: Map<string, { dtype: string; dims: nu
       if (n.op === 'BatchNormalization' && BN_STATS.has(k)) stats.add(i);
       else if (WEIGHT_OPS.has(n.op)) used.add(i);
       else if (n.op === 'Transpose' && (consumers.get(n.outputs[0]!) ?? []).some((c) => WEIGHT_OPS.has(c.op))) used.add(i);
-      else if (PARAM_OPS.has(n.op) && inits.get(i)!.dims.reduce((p, d) => p * d, 1) > 1) used.add(i);
+      else if ((PARAM_OPS.has(n.op) || (n.op === 'Gather' && k === 0)) && inits.get(i)!.dims.reduce((p, d) => p * d, 1) > 1) used.add(i);
     });
   }
   return new Set([...used].filter((i) => !stats.has(i) && inits.get(i)!.dtype === 'float32'));

@@ -9,6 +9,8 @@ const same = (c: InferCtx): TypeInfo[] => [{ dtype: c.inputs[0]!.dtype, shape: [
 const INT_FOLD: Record<string, (a: number, b: number) => number> = {
   Add: (a, b) => a + b, Sub: (a, b) => a - b, Mul: (a, b) => a * b, Div: (a, b) => Math.trunc(a / b),
   Max: (a, b) => Math.max(a, b), Min: (a, b) => Math.min(a, b),
+  // ONNX Mod with fmod = 0: the sign follows the divisor, as Python's % (Swin's padding: (7 - H % 7) % 7).
+  Mod: (a, b) => ((a % b) + b) % b,
 };
 const FLOAT_FOLD: Record<string, (a: number, b: number) => number> = { ...INT_FOLD, Div: (a, b) => a / b };
 
@@ -20,7 +22,7 @@ function fold(c: InferCtx, dtype: DType, shape: Dim[]): TypeInfo['value'] {
   if (isRawBits(dtype) || dtype === 'bool' || shape.length > 1 || shape.some((d) => typeof d !== 'number')) return undefined;
   const n = shape.length ? shape[0] as number : 1;
   if (n > 64) return undefined;
-  const f = (isFloat(dtype) ? FLOAT_FOLD : INT_FOLD)[c.node.op];
+  const f = c.node.op === 'Mod' && c.int('fmod', 0) ? (a: number, b: number) => a % b : (isFloat(dtype) ? FLOAT_FOLD : INT_FOLD)[c.node.op];
   const ins = c.inputs.filter((t): t is TypeInfo => !!t);
   if (!f || ins.some((t) => !t.value || isRawBits(t.value.dtype))) return undefined;
   const vals = ins.map((t) => toNumbers(t.value!));
@@ -436,7 +438,7 @@ defineOp('Cast', {
     const x = c.inputs[0]!;
     const dtype = DTYPE_CODES[c.int('to', 1)] ?? 'float32';
     // Small known values carry through casts between numeric types (integers truncated toward zero).
-    const ok = x.value && !isRawBits(x.value.dtype) && !isRawBits(dtype) && dtype !== 'bool' && x.shape.length <= 1;
+    const ok = x.value && !isRawBits(x.value.dtype) && !isRawBits(dtype) && dtype !== 'bool' && x.shape.length <= 2 && x.shape.every((d) => typeof d === 'number');
     const v = ok ? toNumbers(x.value!).map((e) => (isFloat(dtype) ? e : Math.trunc(e))) : undefined;
     return [{ dtype, shape: [...x.shape], ...(v ? { value: tensor(dtype, x.shape as number[], v) } : {}) }];
   },

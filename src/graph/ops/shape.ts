@@ -36,8 +36,8 @@ defineOp('Reshape', {
       if (a !== null && b !== null && a !== b) throw shapeError(c.node, `cannot reshape [${x.shape}] (${a} values) to [${target}] (${b} values)`);
     }
     // A small known value keeps its values (torch exports expand's sizes as Reshape(Concat(...), [-1])).
-    const v = x.value && !isRawBits(x.value.dtype) && out.length <= 1 && out.every((d) => typeof d === 'number') ? toNumbers(x.value) : undefined;
-    return [withValue({ dtype: x.dtype, shape: out }, v)];
+    const v = x.value && !isRawBits(x.value.dtype) && out.length <= 2 && out.every((d) => typeof d === 'number') ? toNumbers(x.value) : undefined;
+    return [withSmallValue({ dtype: x.dtype, shape: out }, v)];
   },
   grad: reshapeBack,
 });
@@ -89,7 +89,14 @@ defineOp('Transpose', {
     const s = c.inputs[0]!.shape;
     const perm = c.ints('perm', [...s.keys()].reverse());
     if (perm.length !== s.length) throw shapeError(c.node, `perm [${perm}] does not match rank ${s.length}`);
-    return [{ dtype: c.inputs[0]!.dtype, shape: perm.map((p) => s[p]!) }];
+    const x = c.inputs[0]!;
+    const out = { dtype: x.dtype, shape: perm.map((p) => s[p]!) };
+    if (x.value && !isRawBits(x.value.dtype) && s.length === 2 && perm[0] === 1) {
+      const [r, k] = s as [number, number];
+      const v = toNumbers(x.value);
+      return [withSmallValue(out, Array.from({ length: r * k }, (_, i) => v[(i % r) * k + Math.floor(i / r)]!))];
+    }
+    return [x.value && s.length <= 2 ? withSmallValue(out, toNumbers(x.value)) : out];
   },
   grad: (c) => {
     const perm = c.ints('perm', [...c.x(0).shape.keys()].reverse());
@@ -133,6 +140,15 @@ function constOrThrow(c: InferCtx, i: number, what: string): number[] {
 /** Propagates small 1-D constant values (shape arithmetic in loaded models: Shape -> Slice/Gather -> Concat). */
 function withValue(t: TypeInfo, values: number[] | undefined): TypeInfo {
   return values && t.shape.length <= 1 && values.length <= 64 ? { ...t, value: tensor(t.dtype, t.shape as number[], values) } : t;
+}
+
+/**
+ * Also for small 2-D values, which shape arithmetic passes through on its way back to 1-D: PyTorch exports
+ * F.pad's pads as Reshape(Concat(..), [-1, 2]), Slice(step -1), Transpose, Reshape([-1]) (Swin's window padding).
+ */
+function withSmallValue(t: TypeInfo, values: number[] | undefined): TypeInfo {
+  const ok = values && t.shape.length <= 2 && t.shape.every((d) => typeof d === 'number') && values.length <= 64;
+  return ok ? { ...t, value: tensor(t.dtype, t.shape as number[], values) } : t;
 }
 
 // ---- Concat / Split ------------------------------------------------------------------------------------
@@ -235,11 +251,14 @@ defineOp('Slice', {
     const sl = sliceAxes(c, shape);
     for (const a of sl) shape[a.axis] = a.count < 0 ? '?' : a.count;
     let vals: number[] | undefined;
-    if (x.value && x.shape.length === 1 && sl.length === 1) {
+    if (x.value && !isRawBits(x.value.dtype) && x.shape.length <= 2 && shape.every((d) => typeof d === 'number')) {
+      // Each output index read from start + k * step along the sliced axes (rank 1 or 2).
       const v = toNumbers(x.value);
-      vals = Array.from({ length: sl[0]!.count }, (_, k) => v[sl[0]!.start + k * sl[0]!.step]!);
+      const xs = x.shape as number[];
+      const pick = xs.map((d, ax) => { const a = sl.find((q) => q.axis === ax); return a ? Array.from({ length: a.count }, (_, k) => a.start + k * a.step) : Array.from({ length: d }, (_, k) => k); });
+      vals = xs.length === 1 ? pick[0]!.map((i) => v[i]!) : pick[0]!.flatMap((i) => pick[1]!.map((j) => v[i * xs[1]! + j]!));
     }
-    return [withValue({ dtype: x.dtype, shape }, vals)];
+    return [withSmallValue({ dtype: x.dtype, shape }, vals)];
   },
   grad: (c) => {
     const { b } = c;
