@@ -153,7 +153,10 @@ function vjpOf(b: GraphBuilder, node: Node, dys: (Sym | null)[], needs: (i: numb
   got.forEach((w) => sub.output(grads.get(w)!, `grad_${w}`));
   const before = b.graph.nodes.length;
   const prefix = `${node.name}/vjp/`;
+  // append() would take the subgraph's opset; the outer fitOpset decides instead (or says what blocks it).
+  const opset = b.graph.opset;
   const names = b.graph.append(sub.graph, connect, prefix);
+  b.graph.opset = opset;
   for (const k of sub.graph.initializers.keys()) b.types.set(`${prefix}${k}`, sub.types.get(k)!);
   for (const n of b.graph.nodes.slice(before)) b.inferNode(n);
   return node.inputs.map((_, i) => {

@@ -163,13 +163,22 @@ test('Pad: positive, negative and mixed pads', async () => {
   await check('Pad all zero', pad([0, 0, 0, 0]), [A([2, 2])]);
 });
 
-test('Pad in reflect mode has no gradient', () => {
+test('Pad in reflect and edge modes: gradients add each copied element back to its source', async () => {
+  const pad = (pads: number[], mode: string) => (b: GraphBuilder, [x]: Sym[]) => b.op1('Pad', [x!, b.ints(pads)], { mode });
+  await check('Pad reflect', pad([1, 2, 2, 1], 'reflect'), [A([3, 4])]);
+  await check('Pad reflect, as far as it goes', pad([0, 3, 0, 3], 'reflect'), [A([2, 4])]);
+  await check('Pad edge', pad([2, 0, 1, 3], 'edge'), [A([3, 4])]);
+  await check('Pad reflect NCHW (ReflectionPad2d)', pad([0, 0, 1, 2, 0, 0, 2, 1], 'reflect'), [A([1, 2, 3, 4])]);
+  await check('Pad edge NCHW (ReplicationPad2d)', pad([0, 0, 2, 1, 0, 0, 1, 2], 'edge'), [A([1, 2, 3, 4])]);
+});
+
+test('Pad in reflect mode with a negative pad has no gradient', () => {
   const b = new GraphBuilder();
   const x = b.input('x', 'float64', [3, 4]);
-  const y = b.op1('Pad', [x, b.ints([1, 1, 1, 1])], { mode: 'reflect' }, { name: 'pad_reflect' });
+  const y = b.op1('Pad', [x, b.ints([1, -1, 1, 1])], { mode: 'reflect' }, { name: 'pad_reflect' });
   const loss = b.op1('ReduceSum', [y], { keepdims: 0 });
   assert.throws(() => gradients(b, loss.name, ['x']), (e: unknown) =>
-    e instanceof GraftError && e.code === 'E_GRAD_UNSUPPORTED' && e.message.includes('pad_reflect') && e.message.includes('reflect'));
+    e instanceof GraftError && e.code === 'E_GRAD_UNSUPPORTED' && e.message.includes('pad_reflect') && e.message.includes('negative'));
 });
 
 test('Tile', async () => {

@@ -528,12 +528,17 @@ defineOp('Pad', {
   grad: (c) => {
     const { b } = c;
     const mode = c.str('mode', 'constant');
-    if (mode !== 'constant') {
-      throw new GraftError('E_GRAD_UNSUPPORTED', `op Pad (node "${c.node.name}") has no gradient in mode "${mode}"`,
-        'Only constant padding can be trained through; freeze the layers before this node.', { op: 'Pad', node: c.node.name });
-    }
     const xs = staticShape(c.x(0));
     const [begin, end] = padAmounts(c, xs.length);
+    if (mode !== 'constant') {
+      if ((mode !== 'reflect' && mode !== 'edge') || [...begin, ...end].some((p) => p < 0)) {
+        throw new GraftError('E_GRAD_UNSUPPORTED', `op Pad (node "${c.node.name}") has no gradient in mode "${mode}"${mode === 'reflect' || mode === 'edge' ? ' with negative pads' : ''}`,
+          'Constant, reflect and edge padding can be trained through; freeze the layers before this node.', { op: 'Pad', node: c.node.name });
+      }
+      // The same padding as slices of x joined by Concat, differentiated through their rules: every padded
+      // element's gradient is added back to the element it copies.
+      return c.vjp((sb, ins) => [padByParts(sb, ins[0]!, xs, begin, end, mode)]);
+    }
     // Cut away what was padded on; where a pad was negative (a crop), zero-pad the cropped part back.
     const lo = begin.map((p) => Math.max(p, 0));
     const keep = xs.map((d, i) => d - Math.max(-begin[i]!, 0) - Math.max(-end[i]!, 0));
@@ -544,6 +549,33 @@ defineOp('Pad', {
     return [g];
   },
 });
+
+/** Reflect or edge padding written as Slice and Concat, axis by axis (non-negative pads). */
+function padByParts(b: GraphBuilder, x: Sym, shape: number[], begin: number[], end: number[], mode: 'reflect' | 'edge'): Sym {
+  let y = x;
+  const slice = (t: Sym, axis: number, start: number, stop: number, step: number) =>
+    b.op1('Slice', [t, b.ints([start]), b.ints([stop]), b.ints([axis]), b.ints([step])]);
+  shape.forEach((n, a) => {
+    const lo = begin[a]!;
+    const hi = end[a]!;
+    if (!lo && !hi) return;
+    const parts: Sym[] = [];
+    if (mode === 'reflect') {
+      // x[lo], ..., x[1] before; x[n-2], ..., x[n-1-hi] after (a stop before index 0 is written as -n-1).
+      if (lo) parts.push(slice(y, a, lo, 0, -1));
+      parts.push(y);
+      if (hi) parts.push(slice(y, a, n - 2, n - 2 - hi < 0 ? -n - 1 : n - 2 - hi, -1));
+    } else {
+      const first = slice(y, a, 0, 1, 1);
+      const last = slice(y, a, n - 1, n, 1);
+      for (let k = 0; k < lo; k++) parts.push(first);
+      parts.push(y);
+      for (let k = 0; k < hi; k++) parts.push(last);
+    }
+    y = b.op1('Concat', parts, { axis: a });
+  });
+  return y;
+}
 
 // ---- Dropout ---------------------------------------------------------------------------------------------
 
