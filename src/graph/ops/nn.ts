@@ -398,7 +398,9 @@ defineOp('BatchNormalization', {
     return [{ dtype: x.dtype, shape: [...x.shape] }, stat, { ...stat }];
   },
   grad: (c) => {
-    if (c.int('training_mode', 0)) throw unsupported(c, 'in training mode (batch statistics); export the model in eval mode');
+    // Training mode: batch statistics, and the running statistics as outputs; differentiated through the same
+    // computation in primitive ops (ReduceMean over every axis but the channel's).
+    if (c.int('training_mode', 0)) return c.vjp((sb, ins) => bnTraining(sb, ins, c.float('epsilon', 1e-5), c.float('momentum', 0.9)));
     const { b } = c;
     const x = c.x(0);
     const xs = staticShape(x);
@@ -420,6 +422,20 @@ defineOp('BatchNormalization', {
     ];
   },
 });
+
+/** BatchNormalization with training_mode = 1 in primitive ops: [Y, running_mean, running_var] (ONNX's biased batch variance). */
+function bnTraining(b: GraphBuilder, ins: (Sym | null)[], eps: number, momentum: number): Sym[] {
+  const [x, scale, bias, mean, vr] = ins as Sym[];
+  const xs = staticShape(x!);
+  const axes = [0, ...range(2, xs.length)];
+  const perC = (s: Sym) => (xs.length > 2 ? b.reshape(s, [xs[1]!, ...new Array<number>(xs.length - 2).fill(1)]) : s);
+  const mu = b.reduceMean(x!, axes, true);
+  const d = b.sub(x!, mu);
+  const v = b.reduceMean(b.mul(d, d), axes, true);
+  const y = b.add(b.mul(b.div(d, b.sqrt(b.add(v, b.like(eps, v)))), perC(scale!)), perC(bias!));
+  const run = (old: Sym, cur: Sym) => b.add(b.mul(old, b.like(momentum, old)), b.mul(b.reshape(cur, [xs[1]!]), b.like(1 - momentum, old)));
+  return [y, run(mean!, mu), run(vr!, v)];
+}
 
 // ---- pooling ------------------------------------------------------------------------------------------------
 
