@@ -85,7 +85,7 @@ export function gradients(b: GraphBuilder, loss: string, wrt: string[], opts: Gr
   }
 
   // Backward nodes may need a newer opset than a loaded graph declares (ScatterND with reduction: 16).
-  fitOpset(g, mins, (t) => b.types.get(t)?.shape.length);
+  fitOpset(g, mins, (t) => b.types.get(t)?.shape.length, (t) => b.types.get(t)?.dtype);
 
   const out = new Map<string, Sym>();
   for (const w of wrtSet) {

@@ -86,6 +86,45 @@ test('gradients() throws a GraftError naming both nodes when a model node is not
   }), 'y', 'W', /needs opset 16/, /\(Softmax\) is not valid past opset 12/);
 });
 
+test('old forward forms are rewritten when the gradient needs a newer opset: Pad, Clip, Split attributes become inputs, Scatter becomes ScatterElements', async () => {
+  const x = tensor('float32', [2, 5], [0.1, -2, 3, 0.4, -0.5, 1.5, 2.5, -3.5, 0.2, 0.9]);
+  const b = loaded(6, (f) => {
+    const xi = f.input('x', 'float32', [2, 5]);
+    const p = f.op1('Pad', [xi], { pads: [0, 1, 0, 2], mode: 'reflect' });
+    const cl = f.op1('Clip', [p], { min: -1, max: 2 });
+    const [s0, s1] = f.op('Split', [cl], { axis: 1, split: [3, 5] }, { outputs: ['s0', 's1'] });
+    f.output(s0!);
+    f.output(s1!);
+  });
+  const loss = sumLoss(b, ['s0', 's1']);
+  const g = gradients(b, loss.name, ['x']).get('x')!;
+  b.output(g, 'dx');
+  assert.equal(b.graph.opset, 13);
+  assert.deepEqual(b.graph.nodes.slice(0, 3).map((n) => [n.op, Object.keys(n.attrs).sort().join(','), n.inputs.length]), [['Pad', 'mode', 3], ['Clip', '', 3], ['Split', 'axis', 2]]);
+  // The same forward at opset 13, written in the new forms, gives the same outputs.
+  const ref = new GraphBuilder();
+  ref.graph.opset = 13;
+  const xi = ref.input('x', 'float32', [2, 5]);
+  const p = ref.op1('Pad', [xi, ref.ints([0, 1, 0, 2]), ref.scalar(0)], { mode: 'reflect' });
+  const cl = ref.op1('Clip', [p, ref.scalar(-1), ref.scalar(2)]);
+  const parts = ref.op('Split', [cl, ref.ints([3, 5])], { axis: 1 }, { outputs: ['s0', 's1'] });
+  parts.forEach((t) => ref.output(t));
+  const run = async (gr: Graph, names: string[]) => { const s = await Session.create(gr, { threads: 1 }); try { return await s.run({ x }, names); } finally { await s.dispose(); } };
+  const got = await run(b.graph, ['s0', 's1', 'dx']);
+  const want = await run(ref.graph, ['s0', 's1']);
+  for (const k of ['s0', 's1']) assert.deepEqual(toNumbers(got[k]!), toNumbers(want[k]!), k);
+  // Clip passes the gradient where it does not clip; reflect padding adds the copies back to their sources.
+  assert.equal(got['dx']!.data.length, 10);
+  // Scatter (opset 9-10) is renamed ScatterElements, same inputs and axis.
+  const sc = loaded(10, (f) => {
+    const d = f.input('d', 'float32', [3, 3]);
+    f.output(f.op1('Scatter', [d, f.constant(tensor('int64', [1, 2], [1, 0])), f.constant(tensor('float32', [1, 2], [5, 6]))], { axis: 1 }, { outputs: ['y'] }));
+  });
+  gradients(sc, sumLoss(sc, ['y']).name, ['d']);
+  assert.equal(sc.graph.opset, 11);
+  assert.equal(sc.graph.nodes[0]!.op, 'ScatterElements');
+});
+
 test('opsetRange: forms of ops that moved attributes to inputs', () => {
   const node = (op: string, inputs: string[], attrs: Record<string, unknown> = {}) =>
     ({ name: op, op, domain: '', inputs, outputs: ['y'], attrs } as Parameters<typeof opsetRange>[0]);

@@ -7,6 +7,7 @@
  */
 import { GraftError } from '../errors.ts';
 import type { Graph, Node } from './ir.ts';
+import { type DType, tensor } from './tensor.ts';
 import { normAxis } from './ops/registry.ts';
 
 const has = (n: Node, i: number): boolean => !!n.inputs[i];
@@ -119,7 +120,8 @@ export function opsetMins(g: Graph): Map<Node, number> {
  * Nodes already there are taken as valid at the graph's opset. Throws E_GRAD_UNSUPPORTED naming the node that
  * needs the newer opset and the node that is not valid that far, when there is one.
  */
-export function fitOpset(g: Graph, before: Map<Node, number>, rankOf: (tensor: string) => number | undefined = () => undefined): void {
+export function fitOpset(g: Graph, before: Map<Node, number>, rankOf: (tensor: string) => number | undefined = () => undefined,
+  dtypeOf: (tensor: string) => DType | undefined = () => undefined): void {
   let need = g.opset;
   let needBy: Node | null = null;
   const ranges = g.nodes.map((n) => ({ n, r: opsetRange(n, n.inputs[0] ? rankOf(n.inputs[0]) : undefined) }));
@@ -130,6 +132,10 @@ export function fitOpset(g: Graph, before: Map<Node, number>, rankOf: (tensor: s
     }
   }
   if (!needBy) return;
+  // Old forward forms whose attributes later became inputs are rewritten in their new form, same meaning.
+  for (const x of ranges) {
+    if (x.r.max < need && upgrade(g, x.n, dtypeOf)) x.r = opsetRange(x.n, x.n.inputs[0] ? rankOf(x.n.inputs[0]) : undefined);
+  }
   const stop = ranges.filter(({ r }) => r.max < need).sort((a, b) => a.r.max - b.r.max)[0];
   if (stop) {
     throw new GraftError('E_GRAD_UNSUPPORTED',
@@ -139,4 +145,55 @@ export function fitOpset(g: Graph, before: Map<Node, number>, rankOf: (tensor: s
       { op: needBy.op, node: needBy.name, opset: need, blockedBy: stop.n.name });
   }
   g.opset = need;
+}
+
+const intsOf = (n: Node, k: string): number[] | undefined => {
+  const a = n.attrs[k];
+  return a && 'ints' in a ? a.ints.map(Number) : undefined;
+};
+const floatOf = (n: Node, k: string, d: number): number => {
+  const a = n.attrs[k];
+  return a && 'f' in a ? a.f : d;
+};
+
+/**
+ * Rewrites node `n` of an old opset in the form that later opsets take, with the same meaning: Scatter as
+ * ScatterElements (11), Pad's pads and value (11), Clip's min and max (11), and Split's sizes (13) as
+ * constant inputs. Returns whether it did.
+ */
+function upgrade(g: Graph, n: Node, dtypeOf: (t: string) => DType | undefined): boolean {
+  const constant = (stem: string, t: ReturnType<typeof tensor>): string => {
+    const name = g.fresh(`${n.name}_${stem}`);
+    g.initializers.set(name, t);
+    return name;
+  };
+  const dtype = n.inputs[0] ? dtypeOf(n.inputs[0]) : undefined;
+  if (n.op === 'Scatter') {
+    n.op = 'ScatterElements';
+    return true;
+  }
+  if (n.op === 'Pad' && attr(n, 'pads') && dtype) {
+    const pads = intsOf(n, 'pads')!;
+    const value = floatOf(n, 'value', 0);
+    delete n.attrs['pads'];
+    delete n.attrs['value'];
+    n.inputs = [n.inputs[0]!, constant('pads', tensor('int64', [pads.length], pads)), constant('value', tensor(dtype, [], [value]))];
+    return true;
+  }
+  if (n.op === 'Clip' && (attr(n, 'min') || attr(n, 'max')) && dtype) {
+    const lo = attr(n, 'min') ? constant('min', tensor(dtype, [], [floatOf(n, 'min', 0)])) : '';
+    const hi = attr(n, 'max') ? constant('max', tensor(dtype, [], [floatOf(n, 'max', 0)])) : '';
+    delete n.attrs['min'];
+    delete n.attrs['max'];
+    n.inputs = [n.inputs[0]!, lo, hi];
+    while (n.inputs.at(-1) === '') n.inputs.pop();
+    return true;
+  }
+  if (n.op === 'Split' && attr(n, 'split')) {
+    const sizes = intsOf(n, 'split')!;
+    delete n.attrs['split'];
+    n.inputs = [n.inputs[0]!, constant('split', tensor('int64', [sizes.length], sizes))];
+    return true;
+  }
+  return false;
 }
