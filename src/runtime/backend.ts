@@ -281,7 +281,7 @@ async function checkInference(g: Graph, d: CaseData): Promise<Outcome> {
 
 // ORT's type check of an op whose schema takes no double (Celu) reads as an invalid model, not a missing kernel.
 const NO_KERNEL = /Could not find an implementation|NOT_IMPLEMENTED|Type Error: Type 'tensor\(double\)' of input parameter|does not support double/;
-// Node forms ORT's CPU kernels refuse at load (batch-first recurrent layers: "layout_ == 0 was false", cut short in the message).
+// Node forms ORT's CPU kernels refuse at load (batch-first recurrent layers: "layout_ == 0 was false").
 const ORT_REFUSES = /are not supported|layout_ == 0 was/;
 
 /** Dropout in training mode with a non-zero ratio draws its mask from the runtime's generator: no fixed reference. */
@@ -350,9 +350,9 @@ async function checkGradient(g: Graph, d: CaseData, opts: Required<BackendOption
         await s.dispose();
       }
     } catch (e) {
-      const msg = firstLine(e);
+      const msg = e instanceof Error ? e.message : String(e); // whole: firstLine() may cut the telling part off
       if (NO_KERNEL.test(msg)) return `ORT has no ${dtype} kernel`;
-      if (ORT_REFUSES.test(msg)) return /layout_ == 0/.test(msg) ? 'ORT\'s CPU kernel does not run layout = 1 (batch first)' : `ORT does not run it: ${msg}`;
+      if (ORT_REFUSES.test(msg)) return /layout_ == 0/.test(msg) ? 'ORT\'s CPU kernel does not run layout = 1 (batch first)' : `ORT does not run it: ${firstLine(e)}`;
       throw e;
     }
     return null;

@@ -2,11 +2,10 @@
  * Convolution, pooling and inference-mode BatchNormalization: type inference and gradient rules.
  * Each backward formulation is its own small function so a faster one can be swapped in by measurement.
  */
-import { GraftError } from '../../errors.ts';
 import type { GraphBuilder, Sym } from '../builder.ts';
 import type { Dim } from '../ir.ts';
 import { type DType, DTYPE_OF_ONNX, sizeOf, tensor } from '../tensor.ts';
-import { type GradCtx, type InferCtx, type TypeInfo, defineOp, shapeError, staticShape } from './registry.ts';
+import { type InferCtx, type TypeInfo, defineOp, shapeError, staticShape } from './registry.ts';
 import { extremumGrad } from './reduce.ts';
 
 /** Resolved window geometry per spatial axis: kernel, strides, dilations, begin/end pads. */
@@ -14,12 +13,6 @@ interface Window { k: number[]; s: number[]; d: number[]; pb: number[]; pe: numb
 
 const range = (lo: number, hi: number): number[] => Array.from({ length: Math.max(0, hi - lo) }, (_, i) => lo + i);
 const ext = (w: Window, i: number): number => (w.k[i]! - 1) * w.d[i]! + 1;
-
-function unsupported(c: GradCtx, why: string): GraftError {
-  return new GraftError('E_GRAD_UNSUPPORTED', `op ${c.node.op} (node "${c.node.name}") has no gradient ${why}`,
-    'Freeze the layers up to this node (train from a later cut), or re-export the model without this option.',
-    { op: c.node.op, node: c.node.name });
-}
 
 /** Window geometry of Conv and the pools; auto_pad SAME_* needs static input sizes to place its pads. */
 function window(c: InferCtx, inSp: Dim[], kernel: number[]): Window {
@@ -530,7 +523,13 @@ defineOp('MaxPool', {
     return [{ dtype: c.inputs[0]!.dtype, shape }, { dtype: 'int64', shape: [...shape] }];
   },
   grad: (c) => {
-    if (c.int('storage_order', 0) !== 0) throw unsupported(c, 'with storage_order=1');
+    // With storage_order = 1 the node's own indices are column-major: a twin with row-major ones is asked for.
+    if (c.int('storage_order', 0) !== 0) {
+      const attrs = Object.fromEntries(Object.entries(c.node.attrs).filter(([k]) => k !== 'storage_order'));
+      const twin = c.b.graph.addNode('MaxPool', [c.node.inputs[0]!], [c.b.graph.fresh(`${c.node.name}_y`), c.b.graph.fresh(`${c.node.name}_rowmajor_indices`)], attrs, c.b.graph.fresh(`${c.node.name}_rowmajor`));
+      c.b.inferNode(twin);
+      return [maxPoolGrad(c.b, c.dy(0)!, c.b.sym(twin.outputs[1]!), staticShape(c.x(0)))];
+    }
     return [maxPoolGrad(c.b, c.dy(0)!, c.ensureOutput(1), staticShape(c.x(0)))];
   },
 });
