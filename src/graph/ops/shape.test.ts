@@ -263,6 +263,10 @@ test('Trilu (upper, lower, with k), GatherND, ScatterND/ScatterElements without 
   await check('ScatterND data and updates', (b, [x, u]) => b.op1('ScatterND', [x!, b.constant(sidx), u!]), [input('x')([3, 4]), input('u')([2, 4])]);
   const eidx = tensor('int64', [2, 2], [1, 0, 2, 1]);
   await check('ScatterElements axis 1', (b, [x, u]) => b.op1('ScatterElements', [x!, b.constant(eidx), u!], { axis: 1 }), [input('x')([2, 3]), input('u')([2, 2])]);
+  // reduction mul: ScatterND with a repeated row (each update's gradient holds the other's factor), ScatterElements unique.
+  const midx = tensor('int64', [3, 1], [2, 0, 2]);
+  await check('ScatterND mul, repeated rows', (b, [x, u]) => b.op1('ScatterND', [x!, b.constant(midx), u!], { reduction: 'mul' }), [input('x')([3, 4]), input('u')([3, 4])]);
+  await check('ScatterElements mul', (b, [x, u]) => b.op1('ScatterElements', [x!, b.constant(eidx), u!], { axis: 1, reduction: 'mul' }), [input('x')([2, 3]), input('u')([2, 2])]);
   const b = new GraphBuilder();
   const i = b.input('i', 'int64', [2, 3]);
   assert.deepEqual(b.op1('OneHot', [i, b.constant(tensor('int64', [], [5])), b.constant(tensor('float32', [2], [0, 1]))], { axis: 1 }).shape, [2, 5, 3]);

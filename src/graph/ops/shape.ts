@@ -309,13 +309,36 @@ for (const [op, gather] of [['ScatterElements', 'GatherElements'], ['ScatterND',
     grad: (c) => {
       const { b } = c;
       const red = c.str('reduction', 'none');
-      if (red !== 'none' && red !== 'add') {
-        throw new GraftError('E_GRAD_UNSUPPORTED', `op ${op} (node "${c.node.name}") has no gradient with reduction "${red}"`,
-          'Freeze the layers up to this node.', { op, node: c.node.name });
-      }
       const dy = c.dy(0)!;
       const attrs = op === 'ScatterND' ? {} : { axis: c.int('axis', 0) };
       const us = staticShape(c.x(2));
+      const groups = red === 'mul' ? targetGroups(c, op) : null;
+      if (groups && (op === 'ScatterND' || groups.every((g) => g.length === 1))) {
+        // Y = data with Y[i] = data[i] * (the product of the updates written to i): data's gradient is dY times
+        // that factor; an update's is dY * data at its position times the other updates written there.
+        const x = c.x(0);
+        const factor = b.op1(op === 'Scatter' ? 'ScatterElements' : op, [b.add(zeros(b, staticShape(x), x.dtype), b.like(1, x)), c.x(1), c.x(2)], { ...attrs, reduction: 'mul' });
+        let du = c.needs(2) ? b.op1(gather, [b.mul(dy, x), c.x(1)], attrs) : null;
+        if (du && groups.some((g) => g.length > 1)) {
+          // ScatterND: update k is slice k of u; multiply it by the product of the other slices of its group.
+          const u = c.x(2);
+          const rows = groups.flatMap((g) => g).length;
+          const others = new Array<Sym>(rows);
+          for (const g of groups) {
+            for (const k of g) {
+              const rest = g.filter((j) => j !== k);
+              const one = b.add(zeros(b, [1, ...us.slice(1)], u.dtype), b.like(1, u));
+              others[k] = rest.reduce((acc, j) => b.mul(acc, slice0(b, u, j)), one);
+            }
+          }
+          du = b.mul(du, b.op1('Concat', others, { axis: 0 }));
+        }
+        return [c.needs(0) ? b.mul(dy, factor) : null, null, du];
+      }
+      if (red !== 'none' && red !== 'add') {
+        throw new GraftError('E_GRAD_UNSUPPORTED', `op ${op} (node "${c.node.name}") has no gradient with reduction "${red}"${red === 'mul' ? ' unless its indices are a constant (and, for ScatterElements, never repeat a position)' : ''}`,
+          'Freeze the layers up to this node.', { op, node: c.node.name });
+      }
       return [
         c.needs(0) ? red === 'add' ? dy : b.op1(op === 'Scatter' ? 'ScatterElements' : op, [dy, c.x(1), zeros(b, us, dy.dtype)], attrs) : null,
         null,
@@ -323,6 +346,36 @@ for (const [op, gather] of [['ScatterElements', 'GatherElements'], ['ScatterND',
       ];
     },
   });
+}
+
+/** Row k of a tensor along axis 0, kept as [1, ...]. */
+const slice0 = (b: GraphBuilder, t: Sym, k: number): Sym => b.op1('Slice', [t, b.ints([k]), b.ints([k + 1]), b.ints([0])]);
+
+/**
+ * The updates of a scatter grouped by the position they write (update k: row k of ScatterND's indices, or
+ * element k of ScatterElements'), or null when the indices are not a constant of the graph.
+ */
+function targetGroups(c: GradCtx, op: string): number[][] | null {
+  const t = c.b.graph.initializers.get(c.node.inputs[1] ?? '') ?? c.constant(1);
+  if (!t) return null;
+  const idx = toNumbers(t);
+  const shape = t.dims;
+  const byTarget = new Map<string, number[]>();
+  const add = (key: string, k: number) => byTarget.set(key, [...(byTarget.get(key) ?? []), k]);
+  if (op === 'ScatterND') {
+    const q = shape.at(-1) ?? 1;
+    for (let i = 0; i < idx.length; i += q) add(idx.slice(i, i + q).join(','), i / q);
+  } else {
+    // ScatterElements: the target is the index's own coordinate with the axis coordinate replaced by its value.
+    const axis = normAxis(c.int('axis', 0), shape.length);
+    const strides = shape.map((_, d) => shape.slice(d + 1).reduce((a, v) => a * v, 1));
+    for (let i = 0; i < idx.length; i++) {
+      const coord = shape.map((_, d) => Math.floor(i / strides[d]!) % shape[d]!);
+      coord[axis] = idx[i]!;
+      add(coord.join(','), i);
+    }
+  }
+  return [...byTarget.values()];
 }
 
 defineOp('GatherElements', {
