@@ -411,7 +411,7 @@ async function checkGradient(g: Graph, d: CaseData, opts: Required<BackendOption
     }
   }
   const nanNote = nanNum || nanGrad ? `, NaN in ${nanNum} finite differences and ${nanGrad} gradients` : '';
-  const kinkNote = r.kinks ? `, ${r.kinks} between disagreeing one-sided differences (a kink)` : '';
+  const kinkNote = (r.kinks ? `, ${r.kinks} between disagreeing one-sided differences (a kink)` : '') + (r.edges ? `, ${r.edges} on the domain's edge (one-sided from inside)` : '') + (r.undefinedAt ? `, ${r.undefinedAt} where the function is undefined on both sides (not checked)` : '');
   const summary = `${dtype}${why ? ` (float64: ${why})` : ''}, ${r.checked} elements, max abs err ${r.maxAbsErr.toPrecision(2)}, max rel err ${r.maxRelErr.toPrecision(2)}${nanNote}${kinkNote}`;
   if (r.checked === 0) return { status: 'fail', reason: `nothing checked (${summary})` };
   if (zero) return { status: 'fail', reason: `every checked gradient is zero, which shows nothing (${summary})` };

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { OPS } from '../graph/ops/registry.ts';
 import { gradcheck } from './gradcheck.ts';
+import { tensor } from '../graph/tensor.ts';
 
 test('at a kink (Relu at 0) a gradient between the one-sided slopes passes, and is counted', async () => {
   const r = await gradcheck((b, [x]) => b.op1('Relu', [x!]), [{ name: 'x', shape: [3], values: [-1, 0, 1] }]);
@@ -38,4 +39,16 @@ test('a wrong gradient rule fails, at a smooth point and at a kink (outside the 
   } finally {
     OPS.set('Relu', relu);
   }
+});
+
+test('on the edge of the domain the one-sided difference from inside is used; where both sides are undefined, nothing is checked', async () => {
+  // x^2.5 at x = 0: (-eps)^2.5 is NaN, the derivative from the right is 0.
+  const edge = await gradcheck((b, [x]) => b.op1('Pow', [x!, b.scalar(2.5, 'float64')]), [{ name: 'x', shape: [3], values: [0, 0.5, 2] }]);
+  assert.ok(edge.ok);
+  assert.equal(edge.edges, 1);
+  // (-2)^y at y = 2 is 4, but (-2)^(2 +- eps) is NaN: no derivative in y exists there.
+  const none = await gradcheck((b, [y]) => b.op1('Pow', [b.constant(tensor('float64', [2], [-2, 3])), y!]), [{ name: 'y', shape: [2], values: [2, 1.5] }]);
+  assert.ok(none.ok);
+  assert.equal(none.undefinedAt, 1);
+  assert.equal(none.checked, 1);
 });

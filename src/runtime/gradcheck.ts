@@ -46,6 +46,10 @@ export interface GradcheckResult {
   checked: number;
   /** Elements whose one-sided differences disagree (a kink, or curvature) and whose gradient passed between them. */
   kinks: number;
+  /** Elements on the edge of the op's domain (one side NaN) checked by the one-sided difference from inside. */
+  edges: number;
+  /** Elements where the function is NaN on both sides (no derivative exists), left out of `checked`. */
+  undefinedAt: number;
   analytic: Record<string, Float64Array>;
   numeric: Record<string, Float64Array>;
   ok: boolean;
@@ -97,6 +101,8 @@ export async function gradcheck(
   let maxRelErr = 0;
   let checked = 0;
   let kinks = 0;
+  let edges = 0;
+  let undefinedAt = 0;
   let ok = true;
   const l0 = Number(base['loss']!.data[0]);
   for (const w of wrt) {
@@ -121,6 +127,16 @@ export async function gradcheck(
       if (err > atol) maxRelErr = Math.max(maxRelErr, rel);
       checked++;
       if (err <= atol + rtol * Math.abs(num[i]!)) continue; // NaN falls through
+      // Undefined on both sides (a negative base to a perturbed exponent): no derivative exists to check.
+      if (Number.isNaN(lp) && Number.isNaN(lm) && Number.isFinite(l0)) { undefinedAt++; checked--; continue; }
+      // On the edge of the op's domain (x^y at x = 0 for a fractional y) one side is NaN: the other side's
+      // one-sided difference is the derivative from inside the domain.
+      if (Number.isNaN(lp) !== Number.isNaN(lm) && Number.isFinite(l0)) {
+        const side = Number.isNaN(lm) ? (lp - l0) / eps : (l0 - lm) / eps;
+        // A one-sided difference divides the loss's rounding by eps, not 2 eps: allow for it (64 ulps of the loss).
+        const roundoff = (64 * Number.EPSILON * Math.abs(l0)) / eps;
+        if (Math.abs(side - a[i]!) <= atol + roundoff + rtol * Math.abs(side)) { num[i] = side; edges++; continue; }
+      }
       // A kink: the two one-sided slopes differ by more than the tolerance; any gradient between them passes.
       const fwd = (lp - l0) / eps;
       const bwd = (l0 - lm) / eps;
@@ -132,7 +148,7 @@ export async function gradcheck(
     numeric[w] = num;
   }
   await s.dispose();
-  return { maxAbsErr, maxRelErr, checked, kinks, analytic, numeric, ok };
+  return { maxAbsErr, maxRelErr, checked, kinks, edges, undefinedAt, analytic, numeric, ok };
 }
 
 /** Runs gradcheck and throws (failing the calling test) unless every checked element agrees. */
