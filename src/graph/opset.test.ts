@@ -123,6 +123,15 @@ test('old forward forms are rewritten when the gradient needs a newer opset: Pad
   gradients(sc, sumLoss(sc, ['y']).name, ['d']);
   assert.equal(sc.graph.opset, 11);
   assert.equal(sc.graph.nodes[0]!.op, 'ScatterElements');
+  // A node that cannot be rewritten (Unsqueeze's axes attribute) blocks the raise: the Pad is left as it was.
+  const mixed = loaded(6, (f) => {
+    const w = f.init('W', tensor('float32', [5, 2]));
+    const p = f.op1('Pad', [f.op1('Gather', [w, f.ints([1])])], { pads: [0, 1, 0, 1] });
+    f.output(f.op1('Unsqueeze', [p], { axes: [0] }, { outputs: ['y'] }));
+  });
+  assert.throws(() => gradients(mixed, sumLoss(mixed, ['y']).name, ['W']), /needs opset 16 .* is not valid past opset 10/);
+  assert.ok('pads' in mixed.graph.nodes.find((n) => n.op === 'Pad')!.attrs);
+  assert.equal(mixed.graph.opset, 6);
 });
 
 test('opsetRange: forms of ops that moved attributes to inputs', () => {

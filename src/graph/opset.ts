@@ -132,9 +132,14 @@ export function fitOpset(g: Graph, before: Map<Node, number>, rankOf: (tensor: s
     }
   }
   if (!needBy) return;
-  // Old forward forms whose attributes later became inputs are rewritten in their new form, same meaning.
-  for (const x of ranges) {
-    if (x.r.max < need && upgrade(g, x.n, dtypeOf)) x.r = opsetRange(x.n, x.n.inputs[0] ? rankOf(x.n.inputs[0]) : undefined);
+  // Old forward forms whose attributes later became inputs are rewritten in their new form, same meaning;
+  // only when that clears every blocking node, so a graph that cannot be raised is left as it was.
+  const blocking = ranges.filter(({ r }) => r.max < need);
+  if (blocking.length && blocking.every(({ n }) => upgrade(g, n, dtypeOf, true))) {
+    for (const x of blocking) {
+      upgrade(g, x.n, dtypeOf, false);
+      x.r = opsetRange(x.n, x.n.inputs[0] ? rankOf(x.n.inputs[0]) : undefined);
+    }
   }
   const stop = ranges.filter(({ r }) => r.max < need).sort((a, b) => a.r.max - b.r.max)[0];
   if (stop) {
@@ -159,37 +164,41 @@ const floatOf = (n: Node, k: string, d: number): number => {
 /**
  * Rewrites node `n` of an old opset in the form that later opsets take, with the same meaning: Scatter as
  * ScatterElements (11), Pad's pads and value (11), Clip's min and max (11), and Split's sizes (13) as
- * constant inputs. Returns whether it did.
+ * constant inputs. Returns whether it can (dryRun) or did.
  */
-function upgrade(g: Graph, n: Node, dtypeOf: (t: string) => DType | undefined): boolean {
+function upgrade(g: Graph, n: Node, dtypeOf: (t: string) => DType | undefined, dryRun: boolean): boolean {
   const constant = (stem: string, t: ReturnType<typeof tensor>): string => {
     const name = g.fresh(`${n.name}_${stem}`);
     g.initializers.set(name, t);
     return name;
   };
   const dtype = n.inputs[0] ? dtypeOf(n.inputs[0]) : undefined;
+  const can = n.op === 'Scatter' || (n.op === 'Pad' && attr(n, 'pads') && !!dtype) || (n.op === 'Clip' && (attr(n, 'min') || attr(n, 'max')) && !!dtype)
+    || (n.op === 'Split' && attr(n, 'split'));
+  if (!can || dryRun) return can;
+  const dt = dtype ?? 'float32'; // present whenever Pad or Clip gets here
   if (n.op === 'Scatter') {
     n.op = 'ScatterElements';
     return true;
   }
-  if (n.op === 'Pad' && attr(n, 'pads') && dtype) {
+  if (n.op === 'Pad') {
     const pads = intsOf(n, 'pads')!;
     const value = floatOf(n, 'value', 0);
     delete n.attrs['pads'];
     delete n.attrs['value'];
-    n.inputs = [n.inputs[0]!, constant('pads', tensor('int64', [pads.length], pads)), constant('value', tensor(dtype, [], [value]))];
+    n.inputs = [n.inputs[0]!, constant('pads', tensor('int64', [pads.length], pads)), constant('value', tensor(dt, [], [value]))];
     return true;
   }
-  if (n.op === 'Clip' && (attr(n, 'min') || attr(n, 'max')) && dtype) {
-    const lo = attr(n, 'min') ? constant('min', tensor(dtype, [], [floatOf(n, 'min', 0)])) : '';
-    const hi = attr(n, 'max') ? constant('max', tensor(dtype, [], [floatOf(n, 'max', 0)])) : '';
+  if (n.op === 'Clip') {
+    const lo = attr(n, 'min') ? constant('min', tensor(dt, [], [floatOf(n, 'min', 0)])) : '';
+    const hi = attr(n, 'max') ? constant('max', tensor(dt, [], [floatOf(n, 'max', 0)])) : '';
     delete n.attrs['min'];
     delete n.attrs['max'];
     n.inputs = [n.inputs[0]!, lo, hi];
     while (n.inputs.at(-1) === '') n.inputs.pop();
     return true;
   }
-  if (n.op === 'Split' && attr(n, 'split')) {
+  if (n.op === 'Split') {
     const sizes = intsOf(n, 'split')!;
     delete n.attrs['split'];
     n.inputs = [n.inputs[0]!, constant('split', tensor('int64', [sizes.length], sizes))];
