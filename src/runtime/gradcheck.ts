@@ -136,6 +136,16 @@ export async function gradcheck(
         // A one-sided difference divides the loss's rounding by eps, not 2 eps: allow for it (64 ulps of the loss).
         const roundoff = (64 * Number.EPSILON * Math.abs(l0)) / eps;
         if (Math.abs(side - a[i]!) <= atol + roundoff + rtol * Math.abs(side)) { num[i] = side; edges++; continue; }
+        // An infinite derivative there (acosh at 1): the one-sided difference must grow without bound as the
+        // step shrinks (at 1/16 of the step, by more than twice), with the gradient's sign.
+        if (!Number.isFinite(a[i]!) && !Number.isNaN(a[i]!) && Math.sign(side) === Math.sign(a[i]!)) {
+          const dir = Number.isNaN(lm) ? 1 : -1;
+          (x.data as Float64Array)[i] = orig + (dir * eps) / 16;
+          const l16 = Number((await s.run(feeds, ['loss'])).loss!.data[0]);
+          (x.data as Float64Array)[i] = orig;
+          const side16 = (dir * (l16 - l0)) / (eps / 16);
+          if (Math.sign(side16) === Math.sign(side) && Math.abs(side16) > 2 * Math.abs(side)) { edges++; continue; }
+        }
       }
       // A kink: the two one-sided slopes differ by more than the tolerance; any gradient between them passes.
       const fwd = (lp - l0) / eps;
