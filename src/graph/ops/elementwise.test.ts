@@ -5,6 +5,7 @@ import { GraphBuilder, type Sym } from '../builder.ts';
 import { gradients } from '../autodiff.ts';
 import { Session } from '../../runtime/session.ts';
 import { tensor } from '../tensor.ts';
+import { GraftError } from '../../errors.ts';
 
 const check = assertGradcheck;
 
@@ -101,4 +102,17 @@ test('variadic Max/Min share the gradient among ties; Mean divides it; PRelu wit
   // ORT has no float64 Mean.
   await check('Mean', (b, [x, y]) => b.op1('Mean', [x!, y!]), [A([3, 4]), B([4])], { dtype: 'float32', eps: 1e-2, atol: 2e-3 });
   await check('PRelu', (b, [x, s]) => b.op1('PRelu', [x!, s!]), [A([2, 3, 4], { lo: -1, hi: 1 }), B([3, 1], { lo: 0.1, hi: 0.5 })]);
+});
+
+test('Einsum gradients (contractions, a letter only one operand has, transposes) and Mod\'s (fmod), float64 finite differences', async () => {
+  for (const [eq, sa, sb] of [['ij,jk->ik', [2, 3], [3, 4]], ['ijk,j->i', [2, 3, 4], [3]], ['bij,bjk->bki', [2, 3, 2], [2, 2, 3]], ['ij,ij->', [2, 3], [2, 3]]] as const) {
+    await check(`Einsum ${eq}`, (b, [x, y]) => b.op1('Einsum', [x!, y!], { equation: eq }), [A([...sa]), B([...sb])]);
+  }
+  await check('Einsum one operand ij->j', (b, [x]) => b.op1('Einsum', [x!], { equation: 'ij->j' }), [A([3, 4])]);
+  await check('Mod fmod=1', (b, [x, y]) => b.op1('Mod', [x!, y!], { fmod: 1 }), [A([6], { values: [5.3, -5.3, 2.2, -7.1, 0.4, 3.9] }), B([6], { values: [2, 2, -1.5, 3, 1.7, -2.5] })]);
+  // A diagonal is refused with a typed error.
+  const b = new GraphBuilder();
+  const x = b.input('x', 'float64', [3, 3]);
+  const loss = b.op1('ReduceSum', [b.op1('Einsum', [x], { equation: 'ii->i' })], { keepdims: 0 });
+  assert.throws(() => gradients(b, loss.name, ['x']), (e: unknown) => e instanceof GraftError && e.code === 'E_GRAD_UNSUPPORTED');
 });

@@ -1,8 +1,9 @@
 /** Elementwise ops, MatMul and Gemm: type inference and gradient rules. */
+import { GraftError } from '../../errors.ts';
 import type { Sym } from '../builder.ts';
 import type { Dim } from '../ir.ts';
 import { type DType, DTYPE_OF_ONNX, isFloat, isRawBits, tensor, toNumbers } from '../tensor.ts';
-import { type GradCtx, type InferCtx, type TypeInfo, broadcastShapes, defineOp, noGradient, shapeError } from './registry.ts';
+import { type GradCtx, type InferCtx, type TypeInfo, broadcastShapes, defineOp, noGradient, shapeError, staticShape } from './registry.ts';
 
 const same = (c: InferCtx): TypeInfo[] => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }];
 /** Integer results as ONNX Runtime computes them: truncated toward zero. */
@@ -127,7 +128,20 @@ defineOp('Mean', {
     return c.node.inputs.map((_, i) => (c.needs(i) ? c.unbroadcast(g, c.x(i)) : null));
   },
 });
-defineOp('Mod', { infer: bcast });
+defineOp('Mod', {
+  infer: bcast,
+  // a - b * q with q = trunc(a / b) (fmod = 1, floats) or floor(a / b) (fmod = 0): da = dy, db = -dy * q.
+  grad: (c) => {
+    const { b } = c;
+    const a = c.x(0);
+    const d = c.x(1);
+    if (!isFloat(a.dtype)) return [null, null];
+    const r = b.div(a, d);
+    const q = c.int('fmod', 0) ? b.mul(b.op1('Sign', [r]), b.op1('Floor', [b.op1('Abs', [r])])) : b.op1('Floor', [r]);
+    const dy = c.dy(0)!;
+    return [c.needs(0) ? c.unbroadcast(dy, a) : null, c.needs(1) ? c.unbroadcast(b.neg(b.mul(dy, q)), d) : null];
+  },
+});
 defineOp('BitShift', { infer: bcast, ...noGradient(2) });
 /** PRelu's slope as it broadcasts against x: before opset 7 a 1-D slope of x's channel count is per channel. */
 function preluSlope(c: GradCtx): Sym {
@@ -176,7 +190,7 @@ unary('Log', (c, x, _y, dy) => c.b.div(dy, x));
 unary('Sqrt', (c, _x, y, dy) => c.b.div(dy, c.b.mul(y, c.b.like(2, y))));
 unary('Reciprocal', (c, _x, y, dy) => c.b.neg(c.b.mul(dy, c.b.mul(y, y))));
 unary('Abs', (c, x, _y, dy) => c.b.mul(dy, c.b.op1('Sign', [x])));
-unary('Sign');
+unary('Sign', (c, x) => zeroGrad(c, x));
 // ---- trigonometric and hyperbolic (PyTorch's derivatives) ----------------------------------------------
 unary('Sin', (c, x, _y, dy) => c.b.mul(dy, c.b.op1('Cos', [x])));
 unary('Cos', (c, x, _y, dy) => c.b.neg(c.b.mul(dy, c.b.op1('Sin', [x]))));
@@ -249,9 +263,11 @@ unary('Shrink', (c, x, _y, dy) => {
   const out = b.op1('Or', [b.op1('Less', [x, b.like(-lambd, x)]), b.op1('Greater', [x, b.like(lambd, x)])]);
   return b.op1('Where', [out, dy, b.like(0, dy)]);
 });
-unary('Floor');
-unary('Ceil');
-unary('Round');
+// Step functions: zero gradient almost everywhere, as PyTorch gives (a tensor of zeros, not none).
+const zeroGrad = (c: GradCtx, x: Sym) => c.b.op1('ConstantOfShape', [c.b.ints(staticShape(x))], { value: tensor(x.dtype, [1], [0]) });
+unary('Floor', (c, x) => zeroGrad(c, x));
+unary('Ceil', (c, x) => zeroGrad(c, x));
+unary('Round', (c, x) => zeroGrad(c, x));
 defineOp('Not', { infer: same, ...noGradient(1) });
 unary('Erf', (c, x, _y, dy) => {
   // d erf(x)/dx = 2/sqrt(pi) * exp(-x^2)
@@ -397,7 +413,7 @@ defineOp('Gemm', {
   },
 });
 
-// ---- Einsum and Det (inference only) ------------------------------------------------------------------------
+// ---- Einsum (with gradients) and Det (inference only) ----------------------------------------------------
 
 defineOp('Einsum', {
   infer: (c) => {
@@ -427,6 +443,32 @@ defineOp('Einsum', {
     if (out.includes('...')) shape.push(...ell);
     for (const ch of opost) shape.push(dims.get(ch) ?? '?');
     return [{ dtype: c.inputs[0]!.dtype, shape }];
+  },
+  // Operand k's gradient is the einsum of dY with the other operands onto k's subscripts; a letter only k
+  // has is summed away in the forward, so its gradient is broadcast back along it. No ellipsis, no diagonals.
+  grad: (c) => {
+    const { b } = c;
+    const eq = c.str('equation', '').replace(/\s/g, '');
+    const [lhs, rhs] = eq.split('->') as [string, string | undefined];
+    const terms = lhs.split(',');
+    const letters = terms.join('');
+    const out = rhs ?? [...new Set(letters)].filter((ch) => letters.split(ch).length === 2).sort().join('');
+    if (eq.includes('.') || terms.some((t) => new Set(t).size !== t.length) || new Set(out).size !== out.length) {
+      throw new GraftError('E_GRAD_UNSUPPORTED', `op Einsum (node "${c.node.name}") has no gradient for "${eq}" (ellipsis or a repeated subscript)`,
+        'Write the contraction without "..." and diagonals, or freeze the layers before this node.', { op: 'Einsum', node: c.node.name });
+    }
+    const dy = c.dy(0)!;
+    return terms.map((term, k) => {
+      if (!c.needs(k)) return null;
+      const others = terms.filter((_, j) => j !== k);
+      const seen = out + others.join('');
+      const kept = [...term].filter((ch) => seen.includes(ch)).join('');
+      const g = b.op1('Einsum', [dy, ...terms.map((_, j) => j).filter((j) => j !== k).map((j) => c.x(j))], { equation: `${[out, ...others].join(',')}->${kept}` });
+      if (kept === term) return g;
+      // Letters only this operand has: insert them as size-1 axes (kept is in term's order), then expand.
+      const xs = staticShape(c.x(k));
+      return b.expand(b.reshape(g, [...term].map((ch, i) => (kept.includes(ch) ? xs[i]! : 1))), xs);
+    });
   },
 });
 defineOp('Det', { infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: c.inputs[0]!.shape.slice(0, -2) }] });

@@ -538,7 +538,16 @@ defineOp('MaxPool', {
 
 const sameType = (c: InferCtx): TypeInfo[] => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }];
 defineOp('LRN', { infer: sameType });
-defineOp('MeanVarianceNormalization', { infer: sameType });
+defineOp('MeanVarianceNormalization', {
+  infer: sameType,
+  // ONNX's function body, (X - mean) / (sqrt(var) + 1e-9) over `axes`, differentiated in primitive ops.
+  grad: (c) => c.vjp((b, [x]) => {
+    const axes = c.ints('axes', [0, 2, 3]);
+    const d = b.sub(x!, b.reduceMean(x!, axes, true));
+    const sd = b.sqrt(b.reduceMean(b.mul(d, d), axes, true));
+    return [b.div(d, b.add(sd, b.like(1e-9, sd)))];
+  }),
+});
 defineOp('GridSample', {
   nondiff: [1],
   infer: (c) => {

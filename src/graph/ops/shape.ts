@@ -429,6 +429,21 @@ defineOp('Compress', {
     const axis = normAxis(c.int('axis', 0), x.shape.length);
     return [{ dtype: x.dtype, shape: x.shape.map((d, i) => (i === axis ? n : d)) }];
   },
+  // A constant condition makes Compress a Gather of the kept positions (of the flattened input without
+  // an axis): differentiated as that Gather.
+  grad: (c) => {
+    const cond = c.b.graph.initializers.get(c.node.inputs[1] ?? '') ?? c.constant(1);
+    if (!cond) {
+      throw new GraftError('E_GRAD_UNSUPPORTED', `op Compress (node "${c.node.name}") has no gradient when its condition is not a constant`,
+        'Make the condition an initializer, or freeze the layers before this node.', { op: 'Compress', node: c.node.name });
+    }
+    const keep = toNumbers(cond).flatMap((v, i) => (v ? [i] : []));
+    return c.vjp((b, [x]) => {
+      const idx = b.constant(tensor('int64', [keep.length], keep));
+      if (!c.node.attrs['axis']) return [b.op1('Gather', [b.reshape(x!, [-1]), idx], { axis: 0 })];
+      return [b.op1('Gather', [x!, idx], { axis: normAxis(c.int('axis', 0), x!.shape.length) })];
+    });
+  },
 });
 
 defineOp('Trilu', {
