@@ -110,9 +110,10 @@ test('Einsum gradients (contractions, a letter only one operand has, transposes)
   }
   await check('Einsum one operand ij->j', (b, [x]) => b.op1('Einsum', [x!], { equation: 'ij->j' }), [A([3, 4])]);
   await check('Mod fmod=1', (b, [x, y]) => b.op1('Mod', [x!, y!], { fmod: 1 }), [A([6], { values: [5.3, -5.3, 2.2, -7.1, 0.4, 3.9] }), B([6], { values: [2, 2, -1.5, 3, 1.7, -2.5] })]);
-  // A diagonal is refused with a typed error.
+  // The batch diagonal has a rule; another repeated subscript is refused with a typed error.
+  await check('Einsum diagonal bii->bi', (b, [x]) => b.op1('Einsum', [x!], { equation: 'bii->bi' }), [A([2, 3, 3])]);
   const b = new GraphBuilder();
-  const x = b.input('x', 'float64', [3, 3]);
-  const loss = b.op1('ReduceSum', [b.op1('Einsum', [x], { equation: 'ii->i' })], { keepdims: 0 });
+  const x = b.input('x', 'float64', [3, 3, 2]);
+  const loss = b.op1('ReduceSum', [b.op1('Einsum', [x], { equation: 'iij->j' })], { keepdims: 0 });
   assert.throws(() => gradients(b, loss.name, ['x']), (e: unknown) => e instanceof GraftError && e.code === 'E_GRAD_UNSUPPORTED');
 });

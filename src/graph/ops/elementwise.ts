@@ -445,7 +445,8 @@ defineOp('Einsum', {
     return [{ dtype: c.inputs[0]!.dtype, shape }];
   },
   // Operand k's gradient is the einsum of dY with the other operands onto k's subscripts; a letter only k
-  // has is summed away in the forward, so its gradient is broadcast back along it. No ellipsis, no diagonals.
+  // has is summed away in the forward, so its gradient is broadcast back along it. No ellipsis and no
+  // diagonals, but for the batch diagonal of one operand.
   grad: (c) => {
     const { b } = c;
     const eq = c.str('equation', '').replace(/\s/g, '');
@@ -453,6 +454,13 @@ defineOp('Einsum', {
     const terms = lhs.split(',');
     const letters = terms.join('');
     const out = rhs ?? [...new Set(letters)].filter((ch) => letters.split(ch).length === 2).sort().join('');
+    // A batch diagonal (PyTorch's diagonal / einsum '...ii->...i'): dY spread onto the diagonal.
+    const diag = /^(\.\.\.|[a-zA-Z]*)([a-zA-Z])\2->\1\2$/.exec(eq);
+    if (diag && terms.length === 1 && !diag[1]!.includes(diag[2]!)) {
+      const n = staticShape(c.x(0)).at(-1)!;
+      const eye = b.constant(tensor(c.x(0).dtype, [n, n], Array.from({ length: n * n }, (_, k) => (k % (n + 1) === 0 ? 1 : 0))));
+      return [b.mul(b.reshape(c.dy(0)!, [...staticShape(c.dy(0)!), 1]), eye)];
+    }
     if (eq.includes('.') || terms.some((t) => new Set(t).size !== t.length) || new Set(out).size !== out.length) {
       throw new GraftError('E_GRAD_UNSUPPORTED', `op Einsum (node "${c.node.name}") has no gradient for "${eq}" (ellipsis or a repeated subscript)`,
         'Write the contraction without "..." and diagonals, or freeze the layers before this node.', { op: 'Einsum', node: c.node.name });

@@ -537,7 +537,26 @@ defineOp('MaxPool', {
 // ---- inference only: LRN, MeanVarianceNormalization, GridSample, quantization, signal windows ----------------
 
 const sameType = (c: InferCtx): TypeInfo[] => [{ dtype: c.inputs[0]!.dtype, shape: [...c.inputs[0]!.shape] }];
-defineOp('LRN', { infer: sameType });
+defineOp('LRN', {
+  infer: sameType,
+  // y = x / (bias + alpha / size * sum of x^2 over the `size` channels around c)^beta, the channel window
+  // summed from shifted slices of the zero-padded squares; differentiated in those primitive ops.
+  grad: (c) => c.vjp((b, [x]) => {
+    const size = c.int('size', 1);
+    const xs = staticShape(x!);
+    const lo = Math.floor((size - 1) / 2);
+    const hi = Math.ceil((size - 1) / 2);
+    const pads = xs.map((_, i) => (i === 1 ? lo : 0)).concat(xs.map((_, i) => (i === 1 ? hi : 0)));
+    const sq = b.op1('Pad', [b.mul(x!, x!), b.ints(pads)]);
+    let sum: Sym | null = null;
+    for (let k = 0; k < size; k++) {
+      const part = b.op1('Slice', [sq, b.ints([k]), b.ints([k + xs[1]!]), b.ints([1])]);
+      sum = sum ? b.add(sum, part) : part;
+    }
+    const scale = b.add(b.like(c.float('bias', 1), x!), b.mul(sum!, b.like(c.float('alpha', 1e-4) / size, x!)));
+    return [b.div(x!, b.op1('Pow', [scale, b.like(c.float('beta', 0.75), x!)]))];
+  }),
+});
 defineOp('MeanVarianceNormalization', {
   infer: sameType,
   // ONNX's function body, (X - mean) / (sqrt(var) + 1e-9) over `axes`, differentiated in primitive ops.
