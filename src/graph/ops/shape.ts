@@ -520,7 +520,87 @@ defineOp('Resize', {
     } else axes.forEach((a) => (shape[a] = '?'));
     return [{ dtype: x.dtype, shape }];
   },
+  // Nearest, linear and cubic resizing are separable linear maps: along each axis y = W x with W [out, in]
+  // built here from the coordinate transformation, so dX applies each W's transpose to dY.
+  grad: (c) => {
+    const { b } = c;
+    const x = c.x(0);
+    const xs = staticShape(x);
+    const ys = staticShape(c.y(0));
+    const mode = c.str('mode', 'nearest');
+    const ctm = c.str('coordinate_transformation_mode', 'half_pixel');
+    const roiT = ctm === 'tf_crop_and_resize' && c.node.inputs[1] ? c.constant(1) : undefined;
+    if (!['nearest', 'linear', 'cubic'].includes(mode) || (ctm === 'tf_crop_and_resize' && !roiT) || c.int('antialias', 0)) {
+      throw new GraftError('E_GRAD_UNSUPPORTED', `op Resize (node "${c.node.name}") has no gradient with mode ${mode}, ${ctm}${c.int('antialias', 0) ? ', antialias' : ''}`,
+        'Freeze the layers before this node.', { op: 'Resize', node: c.node.name });
+    }
+    const old = c.node.inputs.length === 2;
+    const scalesT = old ? c.constant(1) : c.node.inputs[2] ? c.constant(2) : undefined;
+    const given = scalesT && scalesT.data.length ? toNumbers(scalesT) : undefined;
+    const r = xs.length;
+    const axesAttr = c.ints('axes', [...Array(r).keys()]).map((a) => normAxis(a, r));
+    let g = c.dy(0)!;
+    for (let a = 0; a < r; a++) {
+      const n = xs[a]!;
+      const m = ys[a]!;
+      const k = axesAttr.indexOf(a);
+      const scale = given && k >= 0 ? given[k]! : m / n;
+      if (n === m && scale === 1) continue;
+      // tf_crop_and_resize: the roi as [starts, ends] over the resized axes (or all of them).
+      const roi = roiT ? toNumbers(roiT) : undefined;
+      const ra = roi ? (roi.length === 2 * r ? [roi[a]!, roi[a + r]!] : [roi[k]!, roi[k + axesAttr.length]!]) as [number, number] : undefined;
+      const W = resizeMatrix(n, m, scale, mode, ctm, c.str('nearest_mode', 'round_prefer_floor'), c.float('cubic_coeff_a', -0.75), c.int('exclude_outside', 0), ra);
+      // dX along a = W^T dY: move a last, multiply by W [m, n], move it back.
+      const perm = [...Array(r).keys()].filter((d) => d !== a).concat([a]);
+      const inv = perm.map((_, i) => perm.indexOf(i));
+      g = b.transpose(b.matmul(b.transpose(g, perm), b.constant(tensor(x.dtype, [m, n], W))), inv);
+    }
+    return [g, null, null, null];
+  },
 });
+
+/** The [out, in] interpolation matrix of ONNX Resize along one axis. */
+function resizeMatrix(n: number, m: number, scale: number, mode: string, ctm: string, nearest: string, A: number, exclude: number, roi?: [number, number]): number[] {
+  const W = new Array<number>(m * n).fill(0);
+  const orig = (x: number): number => {
+    switch (ctm) {
+      case 'align_corners': return m === 1 ? 0 : (x * (n - 1)) / (m - 1);
+      case 'asymmetric': return x / scale;
+      case 'pytorch_half_pixel': return m > 1 ? (x + 0.5) / scale - 0.5 : 0;
+      case 'tf_half_pixel_for_nn': return (x + 0.5) / scale;
+      case 'half_pixel_symmetric': { const adj = m / (scale * n); return (n / 2) * (1 - adj) + (x + 0.5) / scale - 0.5; }
+      case 'tf_crop_and_resize': return m > 1 ? roi![0] * (n - 1) + (x * (roi![1] - roi![0]) * (n - 1)) / (m - 1) : 0.5 * (roi![0] + roi![1]) * (n - 1);
+      default: return (x + 0.5) / scale - 0.5;
+    }
+  };
+  const clamp = (i: number) => Math.min(Math.max(i, 0), n - 1);
+  for (let o = 0; o < m; o++) {
+    const u = orig(o);
+    // Outside the input, tf_crop_and_resize writes extrapolation_value: a constant, no gradient.
+    if (ctm === 'tf_crop_and_resize' && (u < 0 || u > n - 1)) continue;
+    if (mode === 'nearest') {
+      const f = Math.floor(u);
+      const half = Math.abs(u - f - 0.5) < 1e-9;
+      const i = nearest === 'floor' ? f : nearest === 'ceil' ? Math.ceil(u) : nearest === 'round_prefer_ceil' ? (half ? f + 1 : Math.round(u)) : (half ? f : Math.round(u));
+      W[o * n + clamp(i)]! += 1;
+    } else if (mode === 'linear') {
+      const v = Math.min(Math.max(u, 0), n - 1);
+      const i0 = Math.floor(v);
+      const t = v - i0;
+      W[o * n + clamp(i0)]! += 1 - t;
+      W[o * n + clamp(i0 + 1)]! += t;
+    } else {
+      const i0 = Math.floor(u);
+      const t = u - i0;
+      const k = (d: number) => { const z = Math.abs(d); return z <= 1 ? ((A + 2) * z - (A + 3)) * z * z + 1 : z < 2 ? ((A * z - 5 * A) * z + 8 * A) * z - 4 * A : 0; };
+      const taps = [-1, 0, 1, 2].map((j) => ({ i: i0 + j, w: k(t - j) }));
+      const inside = exclude ? taps.filter((q) => q.i >= 0 && q.i < n) : taps;
+      const total = exclude ? inside.reduce((acc, q) => acc + q.w, 0) : 1;
+      for (const q of inside) W[o * n + clamp(q.i)]! += q.w / total;
+    }
+  }
+  return W;
+}
 
 defineOp('Upsample', {
   nondiff: [1],
@@ -528,6 +608,26 @@ defineOp('Upsample', {
     const x = c.inputs[0]!;
     const scales = c.node.inputs[1] ? c.constant(1) && toNumbers(c.constant(1)!) : c.node.attrs['scales'] && 'floats' in c.node.attrs['scales'] ? c.node.attrs['scales'].floats : undefined;
     return [{ dtype: x.dtype, shape: x.shape.map((d, i) => (scales && typeof d === 'number' ? Math.floor(d * scales[i]!) : '?')) }];
+  },
+  // Upsample is Resize with asymmetric coordinates (nearest: floor): the same separable matrices.
+  grad: (c) => {
+    const { b } = c;
+    const x = c.x(0);
+    const xs = staticShape(x);
+    const ys = staticShape(c.y(0));
+    const mode = c.str('mode', 'nearest');
+    if (mode !== 'nearest' && mode !== 'linear') {
+      throw new GraftError('E_GRAD_UNSUPPORTED', `op Upsample (node "${c.node.name}") has no gradient with mode ${mode}`, 'Freeze the layers before this node.', { op: 'Upsample', node: c.node.name });
+    }
+    let g = c.dy(0)!;
+    xs.forEach((n, a) => {
+      const m = ys[a]!;
+      if (n === m) return;
+      const W = resizeMatrix(n, m, m / n, mode, 'asymmetric', 'floor', -0.75, 0);
+      const perm = [...xs.keys()].filter((d) => d !== a).concat([a]);
+      g = b.transpose(b.matmul(b.transpose(g, perm), b.constant(tensor(x.dtype, [m, n], W))), perm.map((_, i) => perm.indexOf(i)));
+    });
+    return [g, null];
   },
 });
 
