@@ -479,7 +479,33 @@ defineOp('Einsum', {
     });
   },
 });
-defineOp('Det', { infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: c.inputs[0]!.shape.slice(0, -2) }] });
+defineOp('Det', {
+  infer: (c) => [{ dtype: c.inputs[0]!.dtype, shape: c.inputs[0]!.shape.slice(0, -2) }],
+  // d det(A) / dA is A's cofactor matrix: C_ij = (-1)^(i+j) det(A without row i and column j), each minor
+  // a Det of constant row and column gathers (fine for the small matrices Det sees in models).
+  grad: (c) => {
+    const { b } = c;
+    const a = c.x(0);
+    const s = staticShape(a);
+    const n = s.at(-1)!;
+    const r = s.length;
+    const batch = s.slice(0, -2);
+    if (n === 1) return [b.reshape(c.dy(0)!, s)];
+    const entries: Sym[] = [];
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) {
+        const rows = b.constant(tensor('int64', [n - 1], [...Array(n).keys()].filter((q) => q !== i)));
+        const cols = b.constant(tensor('int64', [n - 1], [...Array(n).keys()].filter((q) => q !== j)));
+        const minor = b.op1('Gather', [b.op1('Gather', [a, rows], { axis: r - 2 }), cols], { axis: r - 1 });
+        let cof = n === 2 ? b.reshape(minor, batch) : b.op1('Det', [minor]);
+        if ((i + j) % 2) cof = b.neg(cof);
+        entries.push(b.reshape(cof, [...batch, 1]));
+      }
+    }
+    const C = b.reshape(b.op1('Concat', entries, { axis: batch.length }), s);
+    return [b.mul(C, b.reshape(c.dy(0)!, [...batch, 1, 1]))];
+  },
+});
 
 // ---- typing of non-differentiable helpers ---------------------------------------------------------------
 const DTYPE_CODES = DTYPE_OF_ONNX;

@@ -129,7 +129,8 @@ defineOp('LogSoftmax', {
   },
 });
 
-defineOp('Hardmax', { infer: same });
+// One-hot of the argmax: piecewise constant, so a zero gradient (as the step functions).
+defineOp('Hardmax', { infer: same, grad: (c) => [c.b.op1('ConstantOfShape', [c.b.ints(staticShape(c.x(0)))], { value: tensor(c.x(0).dtype, [1], [0]) })] });
 
 defineOp('TopK', {
   nondiff: [1],
