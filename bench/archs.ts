@@ -25,7 +25,7 @@ const opt = (k: string, d: string) => { const i = process.argv.indexOf(`--${k}`)
 const threads = Number(opt('threads', '1'));
 const steps = Number(opt('steps', '5'));
 const outPath = opt('out', '');
-const names = ['resnet18', 'resnet50', 'mobilenet_v3_small', 'mobilenet_v3_large', 'efficientnet_b0', 'regnet_x_400mf', 'convnext_narrow', 'vit_tiny', 'swin_t'];
+const names = ['resnet18', 'resnet50', 'mobilenet_v3_small', 'mobilenet_v3_large', 'efficientnet_b0', 'regnet_x_400mf', 'convnext_narrow', 'convnext_tiny', 'vit_tiny', 'swin_t'];
 const python = process.env['GRAFT_PYTHON'] ?? '/usr/bin/python3';
 
 /**

@@ -94,6 +94,7 @@ ARCHS = {
     "resnet50": (lambda: tvm.resnet50(), 64),
     "mobilenet_v3_large": (lambda: tvm.mobilenet_v3_large(), 64),
     "swin_t": (lambda: tvm.swin_t(), 64),
+    "convnext_tiny": (lambda: tvm.convnext_tiny(), 64),
 }
 
 

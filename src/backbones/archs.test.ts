@@ -88,7 +88,7 @@ export async function archStep(name: string): Promise<{ fx: Fx; groups: string[]
   }
 }
 
-for (const name of ['resnet18', 'resnet50', 'mobilenet_v3_small', 'mobilenet_v3_large', 'efficientnet_b0', 'regnet_x_400mf', 'convnext_narrow', 'vit_tiny', 'swin_t']) {
+for (const name of ['resnet18', 'resnet50', 'mobilenet_v3_small', 'mobilenet_v3_large', 'efficientnet_b0', 'regnet_x_400mf', 'convnext_narrow', 'convnext_tiny', 'vit_tiny', 'swin_t']) {
   test(`${name}: loaded as an ONNX file, grouped, one fine-tuning step matches PyTorch float64`, async (t) => {
     const { fx, groups, loss, logits, grads, missing, trainable } = await archStep(name);
     const tol = LOOSE[name] ?? TOL;
