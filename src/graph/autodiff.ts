@@ -159,9 +159,14 @@ function vjpOf(b: GraphBuilder, node: Node, dys: (Sym | null)[], needs: (i: numb
   b.graph.opset = opset;
   for (const k of sub.graph.initializers.keys()) b.types.set(`${prefix}${k}`, sub.types.get(k)!);
   for (const n of b.graph.nodes.slice(before)) b.inferNode(n);
-  return node.inputs.map((_, i) => {
+  // A wanted input the primitive form reaches only through non-differentiable steps (GridSample's grid in
+  // nearest mode, through Round) has a zero gradient.
+  return node.inputs.map((name, i) => {
     const j = got.indexOf(`x${i}`);
-    return j >= 0 ? b.sym(names[j]!) : null;
+    if (j >= 0) return b.sym(names[j]!);
+    if (!name || !needs(i)) return null;
+    const t = b.types.get(name)!;
+    return b.op1('ConstantOfShape', [b.ints(staticShape({ name, ...t }))], { value: tensor(t.dtype, [1], [0]) });
   });
 }
 

@@ -2,6 +2,7 @@
  * Convolution, pooling and inference-mode BatchNormalization: type inference and gradient rules.
  * Each backward formulation is its own small function so a faster one can be swapped in by measurement.
  */
+import { GraftError } from '../../errors.ts';
 import type { GraphBuilder, Sym } from '../builder.ts';
 import type { Dim } from '../ir.ts';
 import { type DType, DTYPE_OF_ONNX, sizeOf, tensor } from '../tensor.ts';
@@ -568,13 +569,70 @@ defineOp('MeanVarianceNormalization', {
   }),
 });
 defineOp('GridSample', {
-  nondiff: [1],
   infer: (c) => {
     const x = c.inputs[0]!.shape;
     const grid = c.inputs[1]!.shape;
     return [{ dtype: c.inputs[0]!.dtype, shape: [x[0]!, x[1]!, ...grid.slice(1, -1)] }];
   },
+  // 2-D bilinear or nearest sampling with zeros, border or reflection padding, written as four (or one) GatherElements of
+  // the flattened input with their weights: gradients reach the input and the grid (a spatial transformer).
+  grad: (c) => c.vjp((b, [x, grid]) => gridSample(b, x!, grid!, c.str('mode', 'bilinear'), c.str('padding_mode', 'zeros'), c.int('align_corners', 0), c.node.name)),
 });
+
+function gridSample(b: GraphBuilder, x: Sym, grid: Sym, mode: string, padding: string, align: number, name: string): Sym[] {
+  const [N, C, H, W] = staticShape(x) as [number, number, number, number];
+  const gs = staticShape(grid);
+  if (gs.length !== 4 || !['bilinear', 'linear', 'nearest'].includes(mode) || !['zeros', 'border', 'reflection'].includes(padding)) {
+    throw new GraftError('E_GRAD_UNSUPPORTED', `op GridSample (node "${name}") has no gradient with mode ${mode}, padding ${padding} (or not 2-D)`,
+      'Bilinear or nearest (not bicubic) on 4-D inputs; or freeze the layers before this node.', { op: 'GridSample', node: name });
+  }
+  const [, Ho, Wo] = gs as [number, number, number, number];
+  const P = Ho * Wo;
+  const like = (v: number) => b.like(v, x);
+  const coord = (k: number, size: number) => {
+    const g = b.reshape(b.op1('Slice', [grid, b.ints([k]), b.ints([k + 1]), b.ints([3])]), [N, 1, P]);
+    // ONNX's unnormalisation: align_corners maps -1 and 1 to the centres of the corner pixels, else to their edges.
+    const u = align ? b.mul(b.add(g, like(1)), like((size - 1) / 2)) : b.div(b.sub(b.mul(b.add(g, like(1)), like(size)), like(1)), like(2));
+    if (padding === 'zeros') return u;
+    if (padding === 'border') return b.op1('Clip', [u, like(0), like(size - 1)]);
+    // reflection: mirror u about the borders (pixel centres with align_corners, else pixel edges), then clip.
+    const lo = align ? 0 : -0.5;
+    const span = align ? size - 1 : size;
+    if (span <= 0) return b.mul(u, like(0));
+    const t = b.op1('Abs', [b.sub(u, like(lo))]);
+    const flips = b.op1('Floor', [b.div(t, like(span))]);
+    const extra = b.sub(t, b.mul(flips, like(span)));
+    const odd = b.op1('Equal', [b.op1('Mod', [flips, like(2)], { fmod: 1 }), like(1)]);
+    const r = b.op1('Where', [odd, b.sub(like(span + lo), extra), b.add(extra, like(lo))]);
+    return b.op1('Clip', [r, like(0), like(size - 1)]);
+  };
+  const ix = coord(0, W);
+  const iy = coord(1, H);
+  const flat = b.reshape(x, [N, C, H * W]);
+  const sample = (xc: Sym, yc: Sym, w: Sym | null): Sym => {
+    const inside = [b.op1('GreaterOrEqual', [xc, like(0)]), b.op1('LessOrEqual', [xc, like(W - 1)]), b.op1('GreaterOrEqual', [yc, like(0)]), b.op1('LessOrEqual', [yc, like(H - 1)])]
+      .reduce((a, t) => b.op1('And', [a, t]));
+    const idx = b.cast(b.add(b.mul(b.op1('Clip', [yc, like(0), like(H - 1)]), like(W)), b.op1('Clip', [xc, like(0), like(W - 1)])), 'int64');
+    const v = b.op1('GatherElements', [flat, b.expand(idx, [N, C, P])], { axis: 2 });
+    const m = b.cast(inside, x.dtype);
+    return b.mul(v, w ? b.mul(w, m) : m);
+  };
+  let y: Sym;
+  if (mode === 'nearest') y = sample(b.op1('Round', [ix]), b.op1('Round', [iy]), null);
+  else {
+    const x0 = b.op1('Floor', [ix]);
+    const y0 = b.op1('Floor', [iy]);
+    const x1 = b.add(x0, like(1));
+    const y1 = b.add(y0, like(1));
+    const wx1 = b.sub(ix, x0);
+    const wy1 = b.sub(iy, y0);
+    const wx0 = b.sub(like(1), wx1);
+    const wy0 = b.sub(like(1), wy1);
+    y = [sample(x0, y0, b.mul(wx0, wy0)), sample(x1, y0, b.mul(wx1, wy0)), sample(x0, y1, b.mul(wx0, wy1)), sample(x1, y1, b.mul(wx1, wy1))]
+      .reduce((a, t) => b.add(a, t));
+  }
+  return [b.reshape(y, [N, C, Ho, Wo])];
+}
 defineOp('QuantizeLinear', {
   nondiff: [0, 1, 2],
   infer: (c) => [{ dtype: c.inputs[2]?.dtype ?? 'uint8', shape: [...c.inputs[0]!.shape] }],
