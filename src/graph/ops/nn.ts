@@ -574,7 +574,7 @@ defineOp('GridSample', {
     const grid = c.inputs[1]!.shape;
     return [{ dtype: c.inputs[0]!.dtype, shape: [x[0]!, x[1]!, ...grid.slice(1, -1)] }];
   },
-  // 2-D bilinear or nearest sampling with zeros, border or reflection padding, written as four (or one) GatherElements of
+  // 2-D bilinear, nearest or bicubic sampling with zeros, border or reflection padding, written as GatherElements of
   // the flattened input with their weights: gradients reach the input and the grid (a spatial transformer).
   grad: (c) => c.vjp((b, [x, grid]) => gridSample(b, x!, grid!, c.str('mode', 'bilinear'), c.str('padding_mode', 'zeros'), c.int('align_corners', 0), c.node.name)),
 });
@@ -582,9 +582,11 @@ defineOp('GridSample', {
 function gridSample(b: GraphBuilder, x: Sym, grid: Sym, mode: string, padding: string, align: number, name: string): Sym[] {
   const [N, C, H, W] = staticShape(x) as [number, number, number, number];
   const gs = staticShape(grid);
-  if (gs.length !== 4 || !['bilinear', 'linear', 'nearest'].includes(mode) || !['zeros', 'border', 'reflection'].includes(padding)) {
+  // (Bicubic pads each of its 16 taps, not the sampling point: only its zeros padding is written here.)
+  const cubic = mode === 'bicubic' || mode === 'cubic';
+  if (gs.length !== 4 || !['bilinear', 'linear', 'nearest', 'bicubic', 'cubic'].includes(mode) || !['zeros', 'border', 'reflection'].includes(padding) || (cubic && padding !== 'zeros')) {
     throw new GraftError('E_GRAD_UNSUPPORTED', `op GridSample (node "${name}") has no gradient with mode ${mode}, padding ${padding} (or not 2-D)`,
-      'Bilinear or nearest (not bicubic) on 4-D inputs; or freeze the layers before this node.', { op: 'GridSample', node: name });
+      'GridSample gradients need a 4-D input and a known mode and padding; or freeze the layers before this node.', { op: 'GridSample', node: name });
   }
   const [, Ho, Wo] = gs as [number, number, number, number];
   const P = Ho * Wo;
@@ -619,7 +621,24 @@ function gridSample(b: GraphBuilder, x: Sym, grid: Sym, mode: string, padding: s
   };
   let y: Sym;
   if (mode === 'nearest') y = sample(b.op1('Round', [ix]), b.op1('Round', [iy]), null);
-  else {
+  else if (cubic) {
+    // 4 x 4 taps around floor(u), Keys' kernel with A = -0.75 (ONNX's and PyTorch's), zeros outside.
+    const A = -0.75;
+    const taps = (u: Sym) => {
+      const f = b.op1('Floor', [u]);
+      const t = b.sub(u, f);
+      const near = (z: Sym) => b.add(b.mul(b.mul(b.sub(b.mul(z, like(A + 2)), like(A + 3)), z), z), like(1));
+      const far = (z: Sym) => b.sub(b.mul(b.add(b.mul(b.sub(b.mul(z, like(A)), like(5 * A)), z), like(8 * A)), z), like(4 * A));
+      const one = like(1);
+      return [
+        { at: b.sub(f, one), w: far(b.add(t, one)) }, { at: f, w: near(t) },
+        { at: b.add(f, one), w: near(b.sub(one, t)) }, { at: b.add(f, like(2)), w: far(b.sub(like(2), t)) },
+      ];
+    };
+    const tx = taps(ix);
+    const ty = taps(iy);
+    y = ty.flatMap((py) => tx.map((px) => sample(px.at, py.at, b.mul(px.w, py.w)))).reduce((a, t) => b.add(a, t));
+  } else {
     const x0 = b.op1('Floor', [ix]);
     const y0 = b.op1('Floor', [iy]);
     const x1 = b.add(x0, like(1));
