@@ -539,25 +539,32 @@ defineOp('Resize', {
     const given = scalesT && scalesT.data.length ? toNumbers(scalesT) : undefined;
     const r = xs.length;
     const axesAttr = c.ints('axes', [...Array(r).keys()]).map((a) => normAxis(a, r));
-    let g = c.dy(0)!;
-    for (let a = 0; a < r; a++) {
-      const n = xs[a]!;
-      const m = ys[a]!;
+    const roi = roiT ? toNumbers(roiT) : undefined;
+    return [resizeBack(b, c.dy(0)!, xs, ys, (a, n, m) => {
       const k = axesAttr.indexOf(a);
       const scale = given && k >= 0 ? given[k]! : m / n;
-      if (n === m && scale === 1) continue;
+      if (n === m && scale === 1) return null;
       // tf_crop_and_resize: the roi as [starts, ends] over the resized axes (or all of them).
-      const roi = roiT ? toNumbers(roiT) : undefined;
       const ra = roi ? (roi.length === 2 * r ? [roi[a]!, roi[a + r]!] : [roi[k]!, roi[k + axesAttr.length]!]) as [number, number] : undefined;
-      const W = resizeMatrix(n, m, scale, mode, ctm, c.str('nearest_mode', 'round_prefer_floor'), c.float('cubic_coeff_a', -0.75), c.int('exclude_outside', 0), ra);
-      // dX along a = W^T dY: move a last, multiply by W [m, n], move it back.
-      const perm = [...Array(r).keys()].filter((d) => d !== a).concat([a]);
-      const inv = perm.map((_, i) => perm.indexOf(i));
-      g = b.transpose(b.matmul(b.transpose(g, perm), b.constant(tensor(x.dtype, [m, n], W))), inv);
-    }
-    return [g, null, null, null];
+      return resizeMatrix(n, m, scale, mode, ctm, c.str('nearest_mode', 'round_prefer_floor'), c.float('cubic_coeff_a', -0.75), c.int('exclude_outside', 0), ra);
+    }), null, null, null];
   },
 });
+
+/**
+ * dX of a separable resize: along each axis a whose matrix W [out, in] `matrixOf` gives (null: unchanged),
+ * W's transpose applied to dY (a moved last, multiplied by W, moved back).
+ */
+function resizeBack(b: GraphBuilder, dy: Sym, xs: number[], ys: number[], matrixOf: (axis: number, n: number, m: number) => number[] | null): Sym {
+  let g = dy;
+  xs.forEach((n, a) => {
+    const W = matrixOf(a, n, ys[a]!);
+    if (!W) return;
+    const perm = [...xs.keys()].filter((d) => d !== a).concat([a]);
+    g = b.transpose(b.matmul(b.transpose(g, perm), b.constant(tensor(dy.dtype, [ys[a]!, n], W))), perm.map((_, i) => perm.indexOf(i)));
+  });
+  return g;
+}
 
 /** The [out, in] interpolation matrix of ONNX Resize along one axis. */
 function resizeMatrix(n: number, m: number, scale: number, mode: string, ctm: string, nearest: string, A: number, exclude: number, roi?: [number, number]): number[] {
@@ -619,15 +626,7 @@ defineOp('Upsample', {
     if (mode !== 'nearest' && mode !== 'linear') {
       throw new GraftError('E_GRAD_UNSUPPORTED', `op Upsample (node "${c.node.name}") has no gradient with mode ${mode}`, 'Freeze the layers before this node.', { op: 'Upsample', node: c.node.name });
     }
-    let g = c.dy(0)!;
-    xs.forEach((n, a) => {
-      const m = ys[a]!;
-      if (n === m) return;
-      const W = resizeMatrix(n, m, m / n, mode, 'asymmetric', 'floor', -0.75, 0);
-      const perm = [...xs.keys()].filter((d) => d !== a).concat([a]);
-      g = b.transpose(b.matmul(b.transpose(g, perm), b.constant(tensor(x.dtype, [m, n], W))), perm.map((_, i) => perm.indexOf(i)));
-    });
-    return [g, null];
+    return [resizeBack(b, c.dy(0)!, xs, ys, (_a, n, m) => (n === m ? null : resizeMatrix(n, m, m / n, mode, 'asymmetric', 'floor', -0.75, 0))), null];
   },
 });
 
