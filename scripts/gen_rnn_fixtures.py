@@ -6,7 +6,7 @@ initializers by shape.
 
     /usr/bin/python3 scripts/gen_rnn_fixtures.py        # Debian's python3 (torch 1.13)
 
-Writes fixtures/torch/rnn/{lstm,gru}.onnx and .json. Deterministic.
+Writes fixtures/torch/rnn/{lstm,gru}.onnx and .json, and the sequence backbones seq_{lstm,gru} (below). Deterministic.
 """
 import json
 import pathlib
@@ -31,9 +31,9 @@ class Classifier(nn.Module):
         return self.head(out[:, -1, :])
 
 
-def onnx_gates(t, kind):
+def onnx_gates(t, kind, h=H):
     # PyTorch's gate blocks (LSTM i, f, g, o; GRU r, z, n) in ONNX's order (LSTM i, o, f, c; GRU z, r, h).
-    blocks = list(t.reshape(4 if kind == "lstm" else 3, H, *t.shape[1:]))
+    blocks = list(t.reshape(4 if kind == "lstm" else 3, h, *t.shape[1:]))
     order = [0, 3, 1, 2] if kind == "lstm" else [1, 0, 2]
     return torch.cat([blocks[k] for k in order], 0)
 
@@ -64,3 +64,67 @@ for kind in ["lstm", "gru"]:
         "grads": {k: {"shape": list(v.shape), "values": r(v)} for k, v in grads.items()},
     }, open(OUT / f"{kind}.json", "w"), indent=0)
     print(kind, float(loss))
+
+
+# Sequence backbones, for the backbone path (load, layer groups, Learner fine-tune): an input projection
+# (Linear + ReLU), two stacked recurrent layers as separate modules, and the mean over time as the features.
+# Exported without a head and with a dynamic batch, as a downloaded encoder would be; graft appends its own
+# linear head, whose weights the fixture gives. Weights start in float32 so the float64 reference sees the
+# exact values the ONNX file holds. Gradients are in the ONNX layout (the projection's MatMul weight is W^T),
+# with each parameter's value too, so the test finds its initializer by value rather than by an exporter's name.
+BN, BT, BF, BH, BC = 4, 8, 8, 16, 10
+BLABELS = [3, 0, 7, 9]
+
+
+class SeqBackbone(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        rnn = nn.LSTM if kind == "lstm" else nn.GRU
+        self.proj = nn.Linear(BF, BH)
+        self.rnn1 = rnn(BH, BH, batch_first=True)
+        self.rnn2 = rnn(BH, BH, batch_first=True)
+
+    def forward(self, x):
+        h = torch.relu(self.proj(x))
+        h, _ = self.rnn1(h)
+        h, _ = self.rnn2(h)
+        return h.mean(1)
+
+
+def onnx_layout(name, t, kind):
+    if name == "proj.weight":
+        return t.t()
+    return onnx_gates(t, kind, BH) if ".weight_" in name or ".bias_" in name else t
+
+
+for kind in ["lstm", "gru"]:
+    torch.manual_seed(10 if kind == "lstm" else 11)
+    f32 = SeqBackbone(kind).eval()
+    m = SeqBackbone(kind).double()
+    m.load_state_dict({k: v.double() for k, v in f32.state_dict().items()})
+    x = torch.randn(BN, BT, BF).double()
+    hw = (torch.randn(BH, BC) * 0.3).float().double().requires_grad_()
+    hb = (torch.randn(BC) * 0.1).float().double().requires_grad_()
+    feats = m(x)
+    logits = feats @ hw + hb
+    loss = F.cross_entropy(logits, torch.tensor(BLABELS))
+    names = [k for k, _ in m.named_parameters()]
+    grads = torch.autograd.grad(loss, [p for _, p in m.named_parameters()] + [hw, hb])
+    params = {}
+    for k, p, g in zip(names, [p for _, p in m.named_parameters()], grads):
+        # The LSTM/GRU biases: ONNX concatenates bias_ih and bias_hh into one B; kept apart here and joined below.
+        params[k] = {"value": onnx_layout(k, p.detach(), kind), "grad": onnx_layout(k, g, kind)}
+    for layer in ["rnn1", "rnn2"]:
+        ih, hh = params.pop(f"{layer}.bias_ih_l0"), params.pop(f"{layer}.bias_hh_l0")
+        params[f"{layer}.B"] = {"value": torch.cat([ih["value"], hh["value"]]).unsqueeze(0), "grad": torch.cat([ih["grad"], hh["grad"]]).unsqueeze(0)}
+        for w in ["weight_ih_l0", "weight_hh_l0"]:
+            params[f"{layer}.{w}"] = {k: v.unsqueeze(0) for k, v in params[f"{layer}.{w}"].items()}
+    path = OUT / f"seq_{kind}.onnx"
+    torch.onnx.export(f32, x.float(), str(path), input_names=["x"], output_names=["features"], opset_version=14,
+                      dynamic_axes={"x": {0: "N"}, "features": {0: "N"}})
+    json.dump({
+        "kind": kind, "dims": [BN, BT, BF, BH, BC], "x": r(x), "labels": BLABELS, "loss": float(loss), "logits": r(logits),
+        "head": {"weight": r(hw), "bias": r(hb)}, "head_grads": {"weight": r(grads[-2]), "bias": r(grads[-1])},
+        "params": {k: {"shape": list(v["value"].shape), "value": r(v["value"]), "grad": r(v["grad"])} for k, v in params.items()},
+    }, open(OUT / f"seq_{kind}.json", "w"), indent=0)
+    print(f"seq_{kind}", float(loss))

@@ -53,3 +53,7 @@ export { Session, type SessionOptions, defaultThreads } from './runtime/session.
 export { checkAborted, reportProgress, withRun, type RunContext, type ProgressEvent } from './context.ts';
 /** Every failure is a GraftError with a stable code and a hint. */
 export { GraftError, isGraftError, type ErrorCode } from './errors.ts';
+/** Backbones as trainable networks: an image backbone, or a sequence one (an LSTM/GRU encoder in an ONNX file), its layer groups, and the network a Learner fine-tunes. */
+export { loadImageBackbone, type ImageBackbone } from './backbones/image.ts';
+export { loadSequenceBackbone, type SequenceBackbone, type SequenceBackboneOptions } from './backbones/sequence.ts';
+export { backboneNetwork, backboneGroups, type BackboneNetOptions, type BackboneNetwork, type BackboneGroup, type TrainableBackbone } from './backbones/trainable.ts';

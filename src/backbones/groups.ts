@@ -9,8 +9,10 @@
  * weights (ResNet-18: d = 2, the stem and each of the eight blocks; a ViT: d = 3, one group per encoder
  * layer). Consecutive groups that are single modules under one parent (conv1 and bn1; a stem's conv and BN) are merged.
  *
- * By structure (names without module paths, e.g. onnx::Conv_123): a group ends at each residual Add (an Add of
- * two computed tensors), and consecutive blocks are merged so that there are at most 12 groups.
+ * By structure (names without module paths, e.g. onnx::Conv_123, or onnx::LSTM_117 as PyTorch names a recurrent
+ * layer's packed weights): a group ends at each residual Add (an Add of two computed tensors), each RNN, GRU or
+ * LSTM layer is a group of its own (lstm0, lstm1, ...), and consecutive blocks are merged so that there are at
+ * most 12 groups.
  */
 import type { Graph } from '../graph/ir.ts';
 import type { LayerGroup } from './types.ts';
@@ -92,26 +94,38 @@ export function inferGroups(graph: Graph): LayerGroup[] {
   return structuralGroups(graph, names);
 }
 
-/** Groups that end at residual Adds, merged into at most 12 runs. */
+const RECURRENT = new Set(['RNN', 'GRU', 'LSTM']);
+
+/** Groups that end at residual Adds, merged into at most 12 runs; each recurrent layer is a group of its own. */
 function structuralGroups(graph: Graph, names: string[]): LayerGroup[] {
   const want = new Set(names);
-  const blocks: string[][] = [[]];
+  const blocks: { label: string | null; params: string[] }[] = [{ label: null, params: [] }];
   const seen = new Set<string>();
+  let recurrent = 0;
+  const open = (label: string | null) => {
+    if (blocks.at(-1)!.params.length) blocks.push({ label, params: [] });
+    else blocks.at(-1)!.label = label;
+  };
   for (const n of graph.nodes) {
+    const rec = RECURRENT.has(n.op);
+    if (rec) open(`${n.op.toLowerCase()}${recurrent++}`);
     for (const i of n.inputs) {
       if (i && want.has(i) && !seen.has(i)) {
         seen.add(i);
-        blocks.at(-1)!.push(i);
+        blocks.at(-1)!.params.push(i);
       }
     }
     const residual = n.op === 'Add' && n.inputs.length === 2 && n.inputs.every((i) => i && !graph.initializers.has(i));
-    if (residual && blocks.at(-1)!.length) blocks.push([]);
+    if (rec || (residual && blocks.at(-1)!.params.length)) open(null);
   }
-  const nonEmpty = blocks.filter((b) => b.length);
+  const nonEmpty = blocks.filter((b) => b.params.length);
   // At most 12 groups: consecutive blocks merged in equal numbers (weights grow with depth, so merging by
   // weight would lump the whole early network into one group).
   const per = Math.ceil(nonEmpty.length / 12);
   const out: LayerGroup[] = [];
-  for (let i = 0; i < nonEmpty.length; i += per) out.push({ name: `block${out.length}`, params: nonEmpty.slice(i, i + per).flat() });
+  for (let i = 0; i < nonEmpty.length; i += per) {
+    const run = nonEmpty.slice(i, i + per);
+    out.push({ name: per === 1 && run[0]!.label ? run[0]!.label : `block${out.length}`, params: run.flatMap((b) => b.params) });
+  }
   return out;
 }

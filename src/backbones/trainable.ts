@@ -1,5 +1,5 @@
 /**
- * A pretrained image backbone as a trainable Network: its ONNX nodes are replayed into graft's training
+ * A pretrained image or sequence backbone as a trainable Network: its ONNX nodes are replayed into graft's training
  * graph, its weights become parameters in the backbone's layer groups (stem, stages, ..., then the new
  * head), so the Learner can freeze and unfreeze by group and autodiff reaches every unfrozen weight.
  *
@@ -14,6 +14,22 @@ import { replayLookup } from '../graph/replay.ts';
 import { linearHead, mlpHead } from '../heads/heads.ts';
 import type { ForwardContext, Network, Param } from '../train/network.ts';
 import { type ImageBackbone, findCut } from './image.ts';
+import { type SequenceBackbone, findSequenceCut } from './sequence.ts';
+
+/** What backboneNetwork trains: an image backbone (input [3, H, W]) or a sequence one ([T, F]). */
+export type TrainableBackbone = ImageBackbone | SequenceBackbone;
+
+const isSequence = (bb: TrainableBackbone): bb is SequenceBackbone => 'kind' in bb && bb.kind === 'sequence';
+
+/** Per-example input shape: [3, H, W] at the given size (default the backbone's), or the sequence's [T, F]. */
+function exampleShape(bb: TrainableBackbone, size?: [number, number]): number[] {
+  return isSequence(bb) ? [...bb.inputShape] : [3, ...(size ?? bb.preprocess.size)];
+}
+
+const cutOf = (bb: TrainableBackbone, name?: string) => {
+  const n = name ?? bb.entry?.defaultCut ?? bb.cuts.at(-1)!.name;
+  return isSequence(bb) ? findSequenceCut(bb, n) : findCut(bb, n);
+};
 
 export interface BackboneGroup {
   name: string;
@@ -37,7 +53,7 @@ export interface BackboneNetOptions {
   dropout?: number;
   /** BatchNorm: running statistics frozen (inference form; the default), or batch statistics in training. */
   bn?: 'frozen' | 'train';
-  /** Input height and width (fully convolutional backbones accept other sizes; default the backbone's). */
+  /** Input height and width of an image backbone (fully convolutional ones accept other sizes; default the backbone's). */
   size?: [number, number];
   seed?: number;
 }
@@ -55,7 +71,9 @@ export interface BackboneNetwork extends Network {
 
 const BN_STATS = new Set([3, 4]);
 
-const WEIGHT_OPS = new Set(['Conv', 'Gemm', 'MatMul', 'BatchNormalization', 'ConvTranspose', 'LayerNormalization']);
+const WEIGHT_OPS = new Set(['Conv', 'Gemm', 'MatMul', 'BatchNormalization', 'ConvTranspose', 'LayerNormalization', 'RNN', 'GRU', 'LSTM']);
+/** Recurrent layers' kernels: W (input 1) and R (input 2); B and the initial states are not decayed. */
+const RECURRENT = new Set(['RNN', 'GRU', 'LSTM']);
 /** Ops whose non-scalar float initializer inputs are parameters too: layer scales (Mul), position embeddings (Add), class tokens (Expand, Concat). */
 const PARAM_OPS = new Set(['Mul', 'Add', 'Expand', 'Concat']);
 
@@ -91,7 +109,7 @@ interface Analysis {
 }
 
 /** The nodes that compute `target` (in graph order), node-to-group assignment, and group entries. */
-function analyse(bb: ImageBackbone, target: string): Analysis {
+function analyse(bb: TrainableBackbone, target: string): Analysis {
   const g = bb.graph;
   const producers = g.producers();
   const need = new Set<Node>();
@@ -123,8 +141,7 @@ function analyse(bb: ImageBackbone, target: string): Analysis {
     for (const o of n.outputs) tensorGroup.set(o, k);
   }
   // Shapes at the native size (layers such as Keras' final 7x7 AveragePool only type-check there).
-  const [h, w] = bb.preprocess.size;
-  const shapes = new GraphBuilder(g.clone(), { [bb.inputName]: [1, 3, h, w] });
+  const shapes = new GraphBuilder(g.clone(), { [bb.inputName]: [1, ...exampleShape(bb)] });
   const groups: BackboneGroup[] = bb.groups.map((gr, gi) => {
     const params = gr.params.filter((p) => weights.has(p));
     // Tensors made below this group (or the input) that nodes of this group or above consume.
@@ -148,18 +165,18 @@ function analyse(bb: ImageBackbone, target: string): Analysis {
 }
 
 /** The backbone's layer groups up to the given cut (default cut if absent), with entry tensors and sizes. */
-export function backboneGroups(bb: ImageBackbone, cut?: string): BackboneGroup[] {
-  const c = findCut(bb, cut ?? bb.entry?.defaultCut ?? bb.cuts.at(-1)!.name);
+export function backboneGroups(bb: TrainableBackbone, cut?: string): BackboneGroup[] {
+  const c = cutOf(bb, cut);
   return analyse(bb, c.tensor).groups.filter((g) => g.params.length);
 }
 
-export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): BackboneNetwork {
+export function backboneNetwork(bb: TrainableBackbone, o: BackboneNetOptions): BackboneNetwork {
   if (!bb.groups.length) {
     throw new GraftError('E_BAD_OPTION', `backbone ${bb.id} has no layer groups, so graft cannot fine-tune it`,
       'Use a registry backbone (graft backbones), or train a probe (--mode probe).');
   }
   if (!(o.classes >= 2)) throw new GraftError('E_BAD_OPTION', `a classifier needs at least 2 classes, got ${o.classes}`, 'Check the labels.');
-  const cut = findCut(bb, o.cut ?? bb.entry?.defaultCut ?? bb.cuts.at(-1)!.name);
+  const cut = cutOf(bb, o.cut);
   const a = analyse(bb, cut.tensor);
   const all = a.groups.map((g, i) => ({ ...g, index: i })).filter((g) => g.params.length);
   let fromGroup = 0;
@@ -206,7 +223,8 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
       const t = bb.graph.initializers.get(p)!;
       // Weight decay on kernels only (not on BN scales/shifts or biases), as for the heads.
       const consumer = nodes.find((n) => n.inputs.includes(p));
-      const decay = !!consumer && consumer.inputs.indexOf(p) === 1 && (consumer.op === 'Conv' || consumer.op === 'Gemm' || consumer.op === 'MatMul');
+      const k = consumer ? consumer.inputs.indexOf(p) : -1;
+      const decay = !!consumer && ((k === 1 && (consumer.op === 'Conv' || consumer.op === 'Gemm' || consumer.op === 'MatMul')) || (RECURRENT.has(consumer.op) && (k === 1 || k === 2)));
       params.push({ name: p, shape: [...t.dims], value: Float32Array.from(t.data as Float32Array), group: groupIndex.get(gr.index)!, decay });
       paramNames.add(p);
     }
@@ -248,8 +266,9 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
     : linearHead({ inputDim, classes: o.classes, seed });
   for (const p of head.params) params.push({ ...p, group: headGroup });
   const dropout = o.dropout ?? 0;
-  const [h, w] = o.size ?? bb.preprocess.size;
-  const inputShape = fromGroup === 0 ? [3, h, w] : entryShape(bb, fromTensor, [h, w]);
+  if (o.size && isSequence(bb)) throw new GraftError('E_BAD_OPTION', `size is an image option; sequence backbone ${bb.id} takes [${bb.inputShape}] per example`, 'Leave size out.');
+  const example = exampleShape(bb, o.size);
+  const inputShape = fromGroup === 0 ? example : entryShape(bb, fromTensor, example);
   const inits = bb.graph.initializers;
 
   return {
@@ -262,7 +281,7 @@ export function backboneNetwork(bb: ImageBackbone, o: BackboneNetOptions): Backb
     fromGroup,
     config: {
       kind: 'backbone', backbone: bb.id, cut: cut.name, from: fromGroup === 0 ? null : a.groups[fromGroup]!.name,
-      size: [h, w], bn: bnTrain ? 'train' : 'frozen', dropout, head: head.config,
+      ...(isSequence(bb) ? { input: example } : { size: example.slice(1) }), bn: bnTrain ? 'train' : 'frozen', dropout, head: head.config,
     },
     forward(b: GraphBuilder, x: Sym, ctx: ForwardContext): Sym {
       const vals = new Map<string, Sym>([[fromTensor, x]]);
@@ -331,11 +350,11 @@ function replayAttrs(n: Node, x: Sym | null | undefined): Record<string, AttrInp
   return { ...rest, pads: [...begin, ...total.map((t, i) => t - begin[i]!)] };
 }
 
-/** Per-example shape of a tensor below the cut when the input is h x w. */
-function entryShape(bb: ImageBackbone, t: string, [h, w]: [number, number]): number[] {
+/** Per-example shape of a tensor below the cut for this per-example input shape. */
+function entryShape(bb: TrainableBackbone, t: string, example: number[]): number[] {
   const g = bb.graph.clone();
   g.outputs = [{ name: t, dtype: 'float32', shape: null }];
-  return staticShape(new GraphBuilder(g.prune(), { [bb.inputName]: [1, 3, h, w] }).sym(t)).slice(1);
+  return staticShape(new GraphBuilder(g.prune(), { [bb.inputName]: [1, ...example] }).sym(t)).slice(1);
 }
 
 /** An AveragePool whose window is the whole feature map at the backbone's native input size. */
