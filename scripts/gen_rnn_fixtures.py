@@ -39,31 +39,34 @@ def onnx_gates(t, kind, h=H):
 
 
 r = lambda t: [round(float(v), 12) for v in t.detach().reshape(-1).tolist()]
-OUT.mkdir(parents=True, exist_ok=True)
-for kind in ["lstm", "gru"]:
-    torch.manual_seed(0 if kind == "lstm" else 1)
-    m = Classifier(kind).double()
-    x = torch.randn(N, T, I, dtype=torch.float64)
-    y = torch.tensor(LABELS)
-    logits = m(x)
-    loss = F.cross_entropy(logits, y)
-    loss.backward()
-    g = {k: p.grad for k, p in m.named_parameters()}
-    grads = {
-        "W": onnx_gates(g["rnn.weight_ih_l0"], kind).unsqueeze(0),
-        "R": onnx_gates(g["rnn.weight_hh_l0"], kind).unsqueeze(0),
-        "B": torch.cat([onnx_gates(g["rnn.bias_ih_l0"], kind), onnx_gates(g["rnn.bias_hh_l0"], kind)]).unsqueeze(0),
-        "head.weight": g["head.weight"],
-        "head.bias": g["head.bias"],
-    }
-    f32 = Classifier(kind)
-    f32.load_state_dict({k: v.float() for k, v in m.state_dict().items()})
-    torch.onnx.export(f32, x.float(), str(OUT / f"{kind}.onnx"), input_names=["x"], output_names=["logits"], opset_version=14)
-    json.dump({
-        "kind": kind, "dims": [N, T, I, H, C], "x": r(x), "labels": LABELS, "loss": float(loss), "logits": r(logits),
-        "grads": {k: {"shape": list(v.shape), "values": r(v)} for k, v in grads.items()},
-    }, open(OUT / f"{kind}.json", "w"), indent=0)
-    print(kind, float(loss))
+
+
+def write_classifiers():
+    OUT.mkdir(parents=True, exist_ok=True)
+    for kind in ["lstm", "gru"]:
+        torch.manual_seed(0 if kind == "lstm" else 1)
+        m = Classifier(kind).double()
+        x = torch.randn(N, T, I, dtype=torch.float64)
+        y = torch.tensor(LABELS)
+        logits = m(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        g = {k: p.grad for k, p in m.named_parameters()}
+        grads = {
+            "W": onnx_gates(g["rnn.weight_ih_l0"], kind).unsqueeze(0),
+            "R": onnx_gates(g["rnn.weight_hh_l0"], kind).unsqueeze(0),
+            "B": torch.cat([onnx_gates(g["rnn.bias_ih_l0"], kind), onnx_gates(g["rnn.bias_hh_l0"], kind)]).unsqueeze(0),
+            "head.weight": g["head.weight"],
+            "head.bias": g["head.bias"],
+        }
+        f32 = Classifier(kind)
+        f32.load_state_dict({k: v.float() for k, v in m.state_dict().items()})
+        torch.onnx.export(f32, x.float(), str(OUT / f"{kind}.onnx"), input_names=["x"], output_names=["logits"], opset_version=14)
+        json.dump({
+            "kind": kind, "dims": [N, T, I, H, C], "x": r(x), "labels": LABELS, "loss": float(loss), "logits": r(logits),
+            "grads": {k: {"shape": list(v.shape), "values": r(v)} for k, v in grads.items()},
+        }, open(OUT / f"{kind}.json", "w"), indent=0)
+        print(kind, float(loss))
 
 
 # Sequence backbones, for the backbone path (load, layer groups, Learner fine-tune): an input projection
@@ -97,34 +100,40 @@ def onnx_layout(name, t, kind):
     return onnx_gates(t, kind, BH) if ".weight_" in name or ".bias_" in name else t
 
 
-for kind in ["lstm", "gru"]:
-    torch.manual_seed(10 if kind == "lstm" else 11)
-    f32 = SeqBackbone(kind).eval()
-    m = SeqBackbone(kind).double()
-    m.load_state_dict({k: v.double() for k, v in f32.state_dict().items()})
-    x = torch.randn(BN, BT, BF).double()
-    hw = (torch.randn(BH, BC) * 0.3).float().double().requires_grad_()
-    hb = (torch.randn(BC) * 0.1).float().double().requires_grad_()
-    feats = m(x)
-    logits = feats @ hw + hb
-    loss = F.cross_entropy(logits, torch.tensor(BLABELS))
-    names = [k for k, _ in m.named_parameters()]
-    grads = torch.autograd.grad(loss, [p for _, p in m.named_parameters()] + [hw, hb])
-    params = {}
-    for k, p, g in zip(names, [p for _, p in m.named_parameters()], grads):
-        # The LSTM/GRU biases: ONNX concatenates bias_ih and bias_hh into one B; kept apart here and joined below.
-        params[k] = {"value": onnx_layout(k, p.detach(), kind), "grad": onnx_layout(k, g, kind)}
-    for layer in ["rnn1", "rnn2"]:
-        ih, hh = params.pop(f"{layer}.bias_ih_l0"), params.pop(f"{layer}.bias_hh_l0")
-        params[f"{layer}.B"] = {"value": torch.cat([ih["value"], hh["value"]]).unsqueeze(0), "grad": torch.cat([ih["grad"], hh["grad"]]).unsqueeze(0)}
-        for w in ["weight_ih_l0", "weight_hh_l0"]:
-            params[f"{layer}.{w}"] = {k: v.unsqueeze(0) for k, v in params[f"{layer}.{w}"].items()}
-    path = OUT / f"seq_{kind}.onnx"
-    torch.onnx.export(f32, x.float(), str(path), input_names=["x"], output_names=["features"], opset_version=14,
-                      dynamic_axes={"x": {0: "N"}, "features": {0: "N"}})
-    json.dump({
-        "kind": kind, "dims": [BN, BT, BF, BH, BC], "x": r(x), "labels": BLABELS, "loss": float(loss), "logits": r(logits),
-        "head": {"weight": r(hw), "bias": r(hb)}, "head_grads": {"weight": r(grads[-2]), "bias": r(grads[-1])},
-        "params": {k: {"shape": list(v["value"].shape), "value": r(v["value"]), "grad": r(v["grad"])} for k, v in params.items()},
-    }, open(OUT / f"seq_{kind}.json", "w"), indent=0)
-    print(f"seq_{kind}", float(loss))
+def write_backbones():
+    for kind in ["lstm", "gru"]:
+        torch.manual_seed(10 if kind == "lstm" else 11)
+        f32 = SeqBackbone(kind).eval()
+        m = SeqBackbone(kind).double()
+        m.load_state_dict({k: v.double() for k, v in f32.state_dict().items()})
+        x = torch.randn(BN, BT, BF).double()
+        hw = (torch.randn(BH, BC) * 0.3).float().double().requires_grad_()
+        hb = (torch.randn(BC) * 0.1).float().double().requires_grad_()
+        feats = m(x)
+        logits = feats @ hw + hb
+        loss = F.cross_entropy(logits, torch.tensor(BLABELS))
+        names = [k for k, _ in m.named_parameters()]
+        grads = torch.autograd.grad(loss, [p for _, p in m.named_parameters()] + [hw, hb])
+        params = {}
+        for k, p, g in zip(names, [p for _, p in m.named_parameters()], grads):
+            # The LSTM/GRU biases: ONNX concatenates bias_ih and bias_hh into one B; kept apart here and joined below.
+            params[k] = {"value": onnx_layout(k, p.detach(), kind), "grad": onnx_layout(k, g, kind)}
+        for layer in ["rnn1", "rnn2"]:
+            ih, hh = params.pop(f"{layer}.bias_ih_l0"), params.pop(f"{layer}.bias_hh_l0")
+            params[f"{layer}.B"] = {"value": torch.cat([ih["value"], hh["value"]]).unsqueeze(0), "grad": torch.cat([ih["grad"], hh["grad"]]).unsqueeze(0)}
+            for w in ["weight_ih_l0", "weight_hh_l0"]:
+                params[f"{layer}.{w}"] = {k: v.unsqueeze(0) for k, v in params[f"{layer}.{w}"].items()}
+        path = OUT / f"seq_{kind}.onnx"
+        torch.onnx.export(f32, x.float(), str(path), input_names=["x"], output_names=["features"], opset_version=14,
+                          dynamic_axes={"x": {0: "N"}, "features": {0: "N"}})
+        json.dump({
+            "kind": kind, "dims": [BN, BT, BF, BH, BC], "x": r(x), "labels": BLABELS, "loss": float(loss), "logits": r(logits),
+            "head": {"weight": r(hw), "bias": r(hb)}, "head_grads": {"weight": r(grads[-2]), "bias": r(grads[-1])},
+            "params": {k: {"shape": list(v["value"].shape), "value": r(v["value"]), "grad": r(v["grad"])} for k, v in params.items()},
+        }, open(OUT / f"seq_{kind}.json", "w"), indent=0)
+        print(f"seq_{kind}", float(loss))
+
+
+if __name__ == "__main__":
+    write_classifiers()
+    write_backbones()
