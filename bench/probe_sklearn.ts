@@ -99,7 +99,7 @@ for (const name of sets) {
   if (draws > 1) {
     const diff = per.graft.map((g, i) => g - per.cv[i]!);
     const line = `- ${name} (held out: ${held}), ${draws} draws: graft ${pct(mean(per.graft))} +- ${pct(sd(per.graft))}, LogisticRegressionCV ${pct(mean(per.cv))} +- ${pct(sd(per.cv))}, LogisticRegression(C=1) ${pct(mean(per.c1))}; ` +
-      `graft - LRCV ${(100 * mean(diff)).toFixed(2)} points (sd ${(100 * sd(diff)).toFixed(2)}, worst draw ${(100 * Math.min(...diff)).toFixed(1)}); fit s ${mean(per.gS).toFixed(2)} vs ${mean(per.cvS).toFixed(2)}`;
+      `graft - LRCV ${(100 * mean(diff)).toFixed(2)} points (se ${(100 * sd(diff) / Math.sqrt(draws)).toFixed(2)}, sd ${(100 * sd(diff)).toFixed(2)}, worst draw ${(100 * Math.min(...diff)).toFixed(1)}); fit s ${mean(per.gS).toFixed(2)} vs ${mean(per.cvS).toFixed(2)}`;
     summary.push(line);
     console.log(line);
   }
