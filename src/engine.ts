@@ -57,3 +57,6 @@ export { GraftError, isGraftError, type ErrorCode } from './errors.ts';
 export { loadImageBackbone, type ImageBackbone } from './backbones/image.ts';
 export { loadSequenceBackbone, type SequenceBackbone, type SequenceBackboneOptions } from './backbones/sequence.ts';
 export { backboneNetwork, backboneGroups, type BackboneNetOptions, type BackboneNetwork, type BackboneGroup, type TrainableBackbone } from './backbones/trainable.ts';
+/** Domain adaptation on features (source labelled, target unlabelled): per-domain standardisation, CORAL, self-training; and how far apart two domains are. */
+export { adaptFeatures, adaptedLogits, reverseAccuracy, ADAPT_METHODS, type AdaptData, type AdaptFit, type AdaptMethod, type AdaptChoice, type AdaptOptions } from './adapt/features.ts';
+export { measureShift, type ShiftReport } from './adapt/shift.ts';

