@@ -37,6 +37,8 @@ import type { FineTuneImagesResult } from './finetune/images.ts';
 import { lrFindImages } from './finetune/images.ts';
 import { TEXT_TASKS, type FineTuneTextResult } from './finetune/text.ts';
 import type { RankResult } from './rank/rank.ts';
+import { type AdaptCsvResult, adaptCsv } from './adapt/csv.ts';
+import type { AdaptChoice } from './adapt/features.ts';
 import type { LrFindResult } from './train/lrfind.ts';
 import { type ReportCommandResult, reportCommand, writeComparisonReport, writeLrFindReport } from './report/report.ts';
 import { TASKS, taskForModel, taskForModelData, taskForTraining, tasksForData } from './tasks/table.ts';
@@ -69,6 +71,9 @@ export type { FineTuneImagesResult } from './finetune/images.ts';
 export type { FineTuneTextResult } from './finetune/text.ts';
 /** `rank()`'s result. */
 export type { RankResult, RankEntry, Baseline } from './rank/rank.ts';
+/** What `adapt()` returns, and its methods. */
+export type { AdaptCsvResult as AdaptResult } from './adapt/csv.ts';
+export type { AdaptChoice, AdaptMethod } from './adapt/features.ts';
 /** A model folder's graft.json. */
 export type { ModelCard } from './model/folder.ts';
 /** A backbone registry entry. */
@@ -228,6 +233,35 @@ export async function rank(data: string, options: RankOptions = {}): Promise<Ran
   const { ctx, o } = prepare(options);
   const task = tasksForData(data).find((t) => t.rank) ?? TASKS.find((t) => t.id === 'images')!;
   return phase(ctx, 'rank', data, () => task.rank!(data, o));
+}
+
+/** Options of `adapt()`. */
+export interface AdaptOptions extends RunOptions {
+  /** The target domain's data: unlabelled (a label column is used only to report target accuracy). */
+  target: string;
+  /** Model folder to write (default graft-model). */
+  out?: string;
+  /** 'self-train' (default), 'coral', 'standardize', 'source-only', or 'auto' (reverse validation picks). */
+  method?: AdaptChoice;
+  seed?: number;
+}
+
+/**
+ * Domain adaptation: a classifier for the target domain from labelled source data and unlabelled target
+ * data, saved as an ordinary model folder; the result says how far apart the domains are. Numeric CSV for
+ * now (images and text: embed both first).
+ */
+export async function adapt(source: string, options: AdaptOptions): Promise<AdaptCsvResult> {
+  const { ctx, o } = prepare(options);
+  for (const p of [source, o.target]) if (!existsSync(p)) throw new GraftError('E_FILE_MISSING', `not found: ${p}`, 'Pass the source and target CSV files.');
+  if (dataKind(source) !== 'csv' || dataKind(o.target) !== 'csv') {
+    throw new GraftError('E_BAD_OPTION', `graft adapt takes numeric CSV for now; ${dataKind(source) !== 'csv' ? source : o.target} is ${dataKind(source) !== 'csv' ? dataKind(source) : dataKind(o.target)} data`,
+      'Write both domains\' features as CSV (a label column in the source), e.g. from graft embed.');
+  }
+  return phase(ctx, 'adapt', `${source} -> ${o.target}`, () => adaptCsv({
+    source, target: o.target, out: o.out ?? 'graft-model', ...(o.method ? { method: o.method } : {}), ...(o.seed !== undefined ? { seed: o.seed } : {}),
+    ...(o.threads ? { threads: o.threads } : {}), ...(o.log ? { log: o.log } : {}),
+  }));
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import {
   type EvaluateResult, type PredictResult, type TrainOptions,
-  backbone, backbones, dataKind, embed, evaluate, isGraftError, lrFind, planTrain, predict, rank, report,
+  adapt, backbone, backbones, dataKind, embed, evaluate, isGraftError, lrFind, planTrain, predict, rank, report,
 } from '../index.ts';
 import { type ServeOptions, serve } from '../serve/server.ts';
 import { runDemo } from './demo.ts';
@@ -187,6 +187,17 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         if (r.ranking.length > 15 && !v['all']) print(`… ${r.ranking.length - 15} more (--all, or --json)`);
         print(`baseline without transfer: ${r.baseline.kind} (${r.baseline.dim}-d), ${pct(r.baseline.cvAccuracy)} +- ${(100 * r.baseline.cvStd).toFixed(1)} cross-validated`);
         print(`${r.negativeTransfer ? 'warning: ' : ''}${r.verdict}`);
+        return 0;
+      }
+      case 'adapt': {
+        if (pos.length !== 1 || !v['target']) throw usage('graft adapt takes a source CSV and --target CSV', cmd);
+        const r = await adapt(pos[0]!, api(v));
+        if (json) return print(JSON.stringify(r)), 0;
+        const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+        print(`shift: ${r.shift.words}`);
+        print(`adapted with ${r.method}${r.pseudoLabelled ? ` (${r.pseudoLabelled} pseudo-labelled target rows)` : ''}: ${r.nSource} source rows, ${r.nTarget} target rows, source CV accuracy ${r.sourceCvAccuracy === null ? '-' : pct(r.sourceCvAccuracy)}`);
+        if (r.targetAccuracy !== null) print(`target accuracy ${pct(r.targetAccuracy)}, source-only ${pct(r.sourceOnlyTargetAccuracy!)} (from the target's labels, which nothing else read)`);
+        print(`wrote ${r.out} in ${r.seconds.toFixed(1)} s`);
         return 0;
       }
       case 'embed': {

@@ -18,7 +18,7 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
 }
 
 test('graft <command> --help for every command: usage lines and every option of its table, exit 0', async () => {
-  assert.deepEqual(COMMANDS.map((c) => c.name), ['train', 'lr-find', 'eval', 'predict', 'rank', 'embed', 'report', 'serve', 'backbones', 'demo']);
+  assert.deepEqual(COMMANDS.map((c) => c.name), ['train', 'lr-find', 'eval', 'predict', 'rank', 'adapt', 'embed', 'report', 'serve', 'backbones', 'demo']);
   for (const spec of COMMANDS) {
     for (const args of [[spec.name, '--help'], [spec.name, '-h'], ['help', spec.name]]) {
       const r = await cli(...args);

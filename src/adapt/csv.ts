@@ -1,0 +1,111 @@
+/**
+ * `graft adapt` on numeric CSV: a labelled source CSV and a target CSV with the same feature columns (its
+ * label column, if it has one, is read only to report target accuracy, and the result says so). The
+ * adapted classifier (adapt/features.ts) is saved as an ordinary linear model folder whose standardisation
+ * is the target's, so `graft eval`, `predict` and `serve` take it like any CSV model.
+ */
+import { GraftError } from '../errors.ts';
+import { checkClasses, encodeLabels, readNumericCsv } from '../data/csv.ts';
+import { linearHead } from '../heads/heads.ts';
+import { Learner } from '../train/learner.ts';
+import { accuracy, argmaxRows } from '../train/metrics.ts';
+import { readFileSync } from 'node:fs';
+import { GRAFT_VERSION, saveModel, sha256 } from '../model/folder.ts';
+import { type AdaptChoice, type AdaptMethod, adaptFeatures, adaptedLogits } from './features.ts';
+import { type ShiftReport, measureShift } from './shift.ts';
+
+export interface AdaptCsvOptions {
+  source: string;
+  target: string;
+  out: string;
+  method?: AdaptChoice;
+  seed?: number;
+  threads?: number;
+  log?: (line: string) => void;
+}
+
+export interface AdaptCsvResult {
+  out: string;
+  method: AdaptMethod;
+  labels: string[];
+  nSource: number;
+  nTarget: number;
+  shift: ShiftReport;
+  sourceCvAccuracy: number | null;
+  pseudoLabelled: number;
+  /** Only when the target CSV has labels: accuracy there, and of the source-only model, for reporting. */
+  targetAccuracy: number | null;
+  sourceOnlyTargetAccuracy: number | null;
+  notes: string[];
+  seconds: number;
+}
+
+export async function adaptCsv(o: AdaptCsvOptions): Promise<AdaptCsvResult> {
+  const t0 = performance.now();
+  const log = o.log ?? (() => {});
+  const src = readNumericCsv(o.source);
+  const { classes, y: ys } = encodeLabels(src.labels!, undefined);
+  checkClasses(classes, ys);
+  const tgt = readNumericCsv(o.target, { requireLabel: false, featureColumns: src.columns });
+  if (tgt.d !== src.d) {
+    throw new GraftError('E_CSV_COLUMNS', `the target has ${tgt.d} feature columns and the source ${src.d}`, 'Source and target must have the same feature columns.');
+  }
+  const notes: string[] = [];
+  let yt: Int32Array | null = null;
+  if (tgt.labels) {
+    const unknown = [...new Set(tgt.labels)].filter((l) => !classes.includes(l));
+    if (unknown.length) {
+      throw new GraftError('E_UNKNOWN_LABEL', `the target has classes the source does not: ${unknown.slice(0, 5).join(', ')}`,
+        'Adaptation needs the same classes in both domains; drop those rows, or the target\'s label column.');
+    }
+    yt = encodeLabels(tgt.labels, classes).y;
+    notes.push('the target has a label column: it was used only to report target accuracy, never to train or choose');
+    log(`note: ${notes.at(-1)}`);
+  }
+  const data = { xs: src.x, ys, xt: tgt.x, d: src.d, k: classes.length };
+  const seed = o.seed ?? 0;
+  const common = { seed, ...(o.threads ? { threads: o.threads } : {}) };
+  const shift = await measureShift(data, common);
+  log(`shift: ${shift.words}`);
+  const fit = await adaptFeatures(data, { ...common, ...(o.method ? { method: o.method } : {}), log });
+  let targetAccuracy: number | null = null;
+  let sourceOnlyTargetAccuracy: number | null = null;
+  if (yt) {
+    const k = classes.length;
+    targetAccuracy = accuracy(yt, argmaxRows(Float32Array.from(adaptedLogits(fit, tgt.x, src.d)), k));
+    const base = fit.method === 'source-only' ? fit : await adaptFeatures(data, { ...common, method: 'source-only' });
+    sourceOnlyTargetAccuracy = accuracy(yt, argmaxRows(Float32Array.from(adaptedLogits(base, tgt.x, src.d)), k));
+    log(`target accuracy (labels used for this report only): ${fit.method} ${(100 * targetAccuracy).toFixed(1)}%, source-only ${(100 * sourceOnlyTargetAccuracy).toFixed(1)}%`);
+  }
+  const net = linearHead({ inputDim: src.d, classes: classes.length, seed, standardize: fit.standardize });
+  net.params[0]!.value = fit.weight;
+  net.params[1]!.value = fit.bias;
+  net.config = { ...net.config, solver: 'lbfgs', C: fit.C, adapted: fit.method };
+  const learner = new Learner({ net, train: { x: src.x, y: ys, n: ys.length }, seed, ...(o.threads ? { threads: o.threads } : {}) });
+  try {
+    saveModel(o.out, {
+      createdAt: new Date().toISOString(), task: 'classification', labels: classes,
+      input: { name: 'input', kind: 'features', columns: src.columns, shape: [src.d] },
+      outputs: { probabilities: 'probabilities', logits: 'logits' }, backbone: null, head: net.config,
+      training: {
+        adapt: {
+          method: fit.method, source: o.source, target: o.target, nSource: ys.length, nTarget: tgt.n, C: fit.C, pseudoLabelled: fit.pseudoLabelled,
+          ...(fit.candidates ? { candidates: fit.candidates } : {}), shift: { domainAccuracy: shift.domainAccuracy, proxyADistance: shift.proxyADistance, words: shift.words },
+        },
+        seed,
+      },
+      metrics: { sourceCvAccuracy: fit.sourceCvAccuracy, targetAccuracy, sourceOnlyTargetAccuracy, nTrain: ys.length },
+      history: [],
+      provenance: {
+        data: { source: { path: o.source, sha256: sha256(readFileSync(o.source)) }, target: { path: o.target, sha256: sha256(readFileSync(o.target)) } },
+        graft: GRAFT_VERSION, node: process.version, platform: `${process.platform}-${process.arch}`,
+      },
+    }, learner.exportOnnx('softmax'));
+  } finally {
+    await learner.dispose();
+  }
+  return {
+    out: o.out, method: fit.method, labels: classes, nSource: ys.length, nTarget: tgt.n, shift, sourceCvAccuracy: fit.sourceCvAccuracy,
+    pseudoLabelled: fit.pseudoLabelled, targetAccuracy, sourceOnlyTargetAccuracy, notes, seconds: (performance.now() - t0) / 1000,
+  };
+}
