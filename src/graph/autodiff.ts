@@ -8,6 +8,7 @@ import { GraphBuilder, type Sym, inferCtx, staticShape } from './builder.ts';
 import type { Node } from './ir.ts';
 import { fitOpset, opsetMins } from './opset.ts';
 import { type GradCtx, OPS } from './ops/registry.ts';
+import { GRAFT_DOMAIN } from './ops/gradreverse.ts';
 import { sizeOf, tensor } from './tensor.ts';
 
 export interface GradientOptions {
@@ -62,7 +63,7 @@ export function gradients(b: GraphBuilder, loss: string, wrt: string[], opts: Gr
     const dys = node.outputs.map((o) => (o ? total(o) : null));
     if (dys.every((d) => d === null)) continue;
     const def = OPS.get(node.op);
-    if (!def?.grad || (node.domain && node.domain !== 'ai.onnx')) {
+    if (!def?.grad || (node.domain && node.domain !== 'ai.onnx' && node.domain !== GRAFT_DOMAIN)) {
       throw new GraftError('E_GRAD_NO_RULE', `no gradient rule for op ${node.domain ? node.domain + '.' : ''}${node.op} (node "${node.name}")`,
         'Freeze the layers that use this op (train from a later cut), or file an issue asking for the rule.',
         { op: node.op, node: node.name });

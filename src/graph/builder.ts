@@ -8,6 +8,7 @@ import { type Dim, Graph, type Node } from './ir.ts';
 import { type AttrInput, OPS, type TypeInfo, attrFloat, attrInt, attrInts, attrStr, toAttr } from './ops/registry.ts';
 import { type DType, ONNX_DTYPE, type TensorData, tensor, toNumbers } from './tensor.ts';
 import './ops/index.ts';
+import { GRAFT_DOMAIN } from './ops/gradreverse.ts';
 
 export interface Sym {
   readonly name: string;
@@ -19,6 +20,8 @@ export interface OpOptions {
   /** Number of outputs, or their names. */
   outputs?: number | string[];
   name?: string;
+  /** Op domain (default the ONNX one; 'ai.graft' for graft's own ops, e.g. GradientReversal). */
+  domain?: string;
 }
 
 /** What the runtime a graph is built for can do; gradient rules may pick their formulation by it. */
@@ -112,7 +115,7 @@ export class GraphBuilder {
     const outNames = Array.isArray(opts.outputs) ? opts.outputs : Array.from({ length: nOut }, () => this.graph.fresh(op));
     const a: Node['attrs'] = {};
     for (const [k, v] of Object.entries(attrs)) a[k] = toAttr(k, v);
-    const node = this.graph.addNode(op, inputs.map((x) => (x == null ? '' : typeof x === 'string' ? x : x.name)), outNames, a, opts.name);
+    const node = this.graph.addNode(op, inputs.map((x) => (x == null ? '' : typeof x === 'string' ? x : x.name)), outNames, a, opts.name, opts.domain);
     this.inferNode(node);
     if (outNames.some((o) => !this.types.has(o))) {
       throw new GraftError('E_GRAPH_INVALID', `op ${op} (node "${node.name}") has no shape inference in graft, so the builder cannot type its outputs`,
@@ -128,7 +131,7 @@ export class GraphBuilder {
   /** (Re)infers the types of a node's outputs. */
   inferNode(node: Node): void {
     const def = OPS.get(node.op);
-    if (!def || node.domain && node.domain !== 'ai.onnx') return; // unknown op: its outputs stay untyped
+    if (!def || node.domain && node.domain !== 'ai.onnx' && node.domain !== GRAFT_DOMAIN) return; // unknown op: its outputs stay untyped
     const inputs = node.inputs.map((i) => (i ? this.types.get(i) : undefined));
     const ctx = inferCtx(node, inputs);
     const outs = def.infer(ctx);

@@ -370,10 +370,13 @@ function attrFromProto(p: onnxProto.onnx.IAttributeProto, source: string): AttrV
 function graphToProto(g: Graph): onnxProto.onnx.IGraphProto {
   return {
     name: g.name,
-    node: g.nodes.map((n) => ({
-      name: n.name, opType: n.op, domain: n.domain, input: n.inputs, output: n.outputs,
-      attribute: Object.entries(n.attrs).map(([k, v]) => attrToProto(k, v)),
-    })),
+    // graft's own ops become ONNX ops here: GradientReversal is Identity in the forward pass.
+    node: g.nodes.map((n) => (n.domain === 'ai.graft' && n.op === 'GradientReversal'
+      ? { name: n.name, opType: 'Identity', domain: '', input: [n.inputs[0]!], output: n.outputs, attribute: [] }
+      : {
+        name: n.name, opType: n.op, domain: n.domain, input: n.inputs, output: n.outputs,
+        attribute: Object.entries(n.attrs).map(([k, v]) => attrToProto(k, v)),
+      })),
     initializer: [...g.initializers].map(([k, t]) => tensorToProto(k, t)),
     input: g.inputs.map(valueInfoToProto),
     output: g.outputs.map(valueInfoToProto),

@@ -5,3 +5,4 @@ import './reduce.ts';
 import './nn.ts';
 import './loss.ts';
 import './recurrent.ts';
+import './gradreverse.ts';
