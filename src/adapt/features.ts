@@ -290,18 +290,7 @@ async function fitMethod(a: AdaptData, method: AdaptMethod, o: AdaptOptions): Pr
   };
 }
 
-/** Logits of an adapted classifier on target rows [n, k]. */
+/** Logits of an adapted classifier on target rows [n, k] (a linear model on standardised rows, as a probe's). */
 export function adaptedLogits(f: AdaptFit, x: Float32Array, d: number): Float64Array {
-  const k = f.bias.length;
-  const n = x.length / d;
-  const z = new Float64Array(n * k);
-  for (let i = 0; i < n; i++) {
-    for (let c = 0; c < k; c++) z[i * k + c] = f.bias[c]!;
-    for (let j = 0; j < d; j++) {
-      const v = (x[i * d + j]! - f.standardize.mean[j]!) / f.standardize.std[j]!;
-      if (v === 0) continue;
-      for (let c = 0; c < k; c++) z[i * k + c] += v * f.weight[j * k + c]!;
-    }
-  }
-  return z;
+  return convexLogits(f, x, d);
 }

@@ -14,13 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadSequenceBackbone } from './sequence.ts';
 import { backboneGroups, backboneNetwork } from './trainable.ts';
-import { GraphBuilder, type Sym } from '../graph/builder.ts';
-import { gradients } from '../graph/autodiff.ts';
-import { type TensorData, tensor, toNumbers } from '../graph/tensor.ts';
-import { Session } from '../runtime/session.ts';
 import { crossEntropy } from '../train/losses.ts';
-import type { ForwardContext } from '../train/network.ts';
-import { relL2 } from '../train/testkit.ts';
+import { lossAndGrads, relL2 } from '../train/testkit.ts';
 import { Learner } from '../train/learner.ts';
 import { planStages, runStages } from '../train/policies.ts';
 import { loadDigits } from '../data/digits.ts';
@@ -38,7 +33,7 @@ interface Fx {
 for (const kind of ['lstm', 'gru']) {
   test(`a PyTorch ${kind.toUpperCase()} encoder as a sequence backbone: groups from the graph, one fine-tuning step matches PyTorch float64 (1e-4)`, async (t) => {
     const fx = JSON.parse(readFileSync(`${DIR}seq_${kind}.json`, 'utf8')) as Fx;
-    const [N, T, F, H, C] = fx.dims;
+    const [, T, F, H, C] = fx.dims;
     const bb = loadSequenceBackbone(`${DIR}seq_${kind}.onnx`);
     assert.deepEqual(bb.inputShape, [T, F]);
     assert.deepEqual(bb.cuts.map((c) => [c.name, c.shape]), [['features', [H]]]);
@@ -72,40 +67,20 @@ for (const kind of ['lstm', 'gru']) {
     net.params.find((p) => p.name === 'linear.bias')!.value.set(fx.head.bias);
 
     // One step as the Learner compiles it: the loss writes d loss / d logits, autodiff goes from the logits.
-    const x = tensor('float32', [N, T, F], fx.x);
-    const target = tensor('float32', [N, C], crossEntropy().targets(Int32Array.from(fx.labels), C));
-    const b = new GraphBuilder();
-    const xs = b.input('x', 'float32', x.dims);
-    const tg = b.input('target', 'float32', target.dims);
-    const params = new Map<string, Sym>();
-    const feeds: Record<string, TensorData> = { x, target };
-    for (const p of net.params) {
-      params.set(p.name, b.input(`param:${p.name}`, 'float32', p.shape));
-      feeds[`param:${p.name}`] = tensor('float32', p.shape, p.value);
-    }
-    const ctx: ForwardContext = { training: true, param: (q) => params.get(q)!, dropout: (v) => v, trainable: () => true, setBuffer: () => {} };
-    const logits = net.forward(b, xs, ctx);
-    const { loss, dlogits } = crossEntropy().build(b, logits, tg);
-    const names = net.params.map((p) => p.name);
-    const g = gradients(b, logits.name, names.map((q) => `param:${q}`), { seed: dlogits });
-    b.output(loss, 'loss');
-    b.output(logits, 'logits');
-    for (const q of names) b.output(g.get(`param:${q}`)!, `grad:${q}`);
-    const s = await Session.create(b.graph, { threads: 1 });
-    const r = await s.run(feeds);
-    await s.dispose();
-    const lossErr = Math.abs(Number(r['loss']!.data[0]) - fx.loss) / fx.loss;
-    assert.ok(lossErr < 1e-4, `loss ${r['loss']!.data[0]} vs PyTorch ${fx.loss}`);
-    assert.ok(relL2(toNumbers(r['logits']!), fx.logits) < 1e-4, 'logits');
+    const target = crossEntropy().targets(Int32Array.from(fx.labels), C);
+    const r = await lossAndGrads(net, new Map(net.params.map((p) => [p.name, p.value])), Float32Array.from(fx.x), crossEntropy(), target);
+    const lossErr = Math.abs(r.loss - fx.loss) / fx.loss;
+    assert.ok(lossErr < 1e-4, `loss ${r.loss} vs PyTorch ${fx.loss}`);
+    assert.ok(relL2(r.logits, fx.logits) < 1e-4, 'logits');
     const errs: string[] = [];
     const check = (label: string, got: number[], want: number[]) => {
       const e = relL2(got, want);
       errs.push(`${label} ${e.toExponential(1)}`);
       assert.ok(e < 1e-4, `${kind} ${label}: relative L2 error ${e.toExponential(2)} against PyTorch float64`);
     };
-    for (const [k, p] of Object.entries(fx.params)) check(k, toNumbers(r[`grad:${byTorch.get(k)!}`]!), p.grad);
-    check('head.weight', toNumbers(r['grad:linear.weight']!), fx.head_grads.weight);
-    check('head.bias', toNumbers(r['grad:linear.bias']!), fx.head_grads.bias);
+    for (const [k, p] of Object.entries(fx.params)) check(k, r.grad(byTorch.get(k)!), p.grad);
+    check('head.weight', r.grad('linear.weight'), fx.head_grads.weight);
+    check('head.bias', r.grad('linear.bias'), fx.head_grads.bias);
     t.diagnostic(`loss rel err ${lossErr.toExponential(1)}; gradients: ${errs.join(', ')}`);
   });
 }

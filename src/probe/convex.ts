@@ -390,7 +390,7 @@ export function foldStandardize(p: ConvexFit): { weight: Float32Array; bias: Flo
 }
 
 /** Logits of a fitted probe on raw features x [m, d] (standardisation applied), float64. */
-export function convexLogits(p: ConvexFit, x: Float32Array, d: number): Float64Array {
+export function convexLogits(p: Pick<ConvexFit, 'standardize' | 'weight' | 'bias'>, x: Float32Array, d: number): Float64Array {
   const k = p.bias.length;
   const m = x.length / d;
   const z = new Float64Array(m * k);
