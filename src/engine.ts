@@ -60,3 +60,4 @@ export { backboneNetwork, backboneGroups, type BackboneNetOptions, type Backbone
 /** Domain adaptation on features (source labelled, target unlabelled): per-domain standardisation, CORAL, self-training; and how far apart two domains are. */
 export { adaptFeatures, adaptedLogits, reverseAccuracy, ADAPT_METHODS, type AdaptData, type AdaptFit, type AdaptMethod, type AdaptChoice, type AdaptOptions } from './adapt/features.ts';
 export { measureShift, type ShiftReport } from './adapt/shift.ts';
+export { fitDann, dannLogits, type DannFit, type DannOptions } from './adapt/dann.ts';

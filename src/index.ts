@@ -37,8 +37,7 @@ import type { FineTuneImagesResult } from './finetune/images.ts';
 import { lrFindImages } from './finetune/images.ts';
 import { TEXT_TASKS, type FineTuneTextResult } from './finetune/text.ts';
 import type { RankResult } from './rank/rank.ts';
-import { type AdaptCsvResult, adaptCsv } from './adapt/csv.ts';
-import type { AdaptChoice } from './adapt/features.ts';
+import { type AdaptCsvMethod, type AdaptCsvResult, adaptCsv } from './adapt/csv.ts';
 import type { LrFindResult } from './train/lrfind.ts';
 import { type ReportCommandResult, reportCommand, writeComparisonReport, writeLrFindReport } from './report/report.ts';
 import { TASKS, taskForModel, taskForModelData, taskForTraining, tasksForData } from './tasks/table.ts';
@@ -72,8 +71,7 @@ export type { FineTuneTextResult } from './finetune/text.ts';
 /** `rank()`'s result. */
 export type { RankResult, RankEntry, Baseline } from './rank/rank.ts';
 /** What `adapt()` returns, and its methods. */
-export type { AdaptCsvResult as AdaptResult } from './adapt/csv.ts';
-export type { AdaptChoice, AdaptMethod } from './adapt/features.ts';
+export type { AdaptCsvResult as AdaptResult, AdaptCsvMethod as AdaptMethod } from './adapt/csv.ts';
 /** A model folder's graft.json. */
 export type { ModelCard } from './model/folder.ts';
 /** A backbone registry entry. */
@@ -241,8 +239,8 @@ export interface AdaptOptions extends RunOptions {
   target: string;
   /** Model folder to write (default graft-model). */
   out?: string;
-  /** 'self-train' (default), 'coral', 'standardize', 'source-only', or 'auto' (reverse validation picks). */
-  method?: AdaptChoice;
+  /** 'self-train' (default), 'coral', 'standardize', 'source-only', 'auto' (reverse validation picks among those), or 'dann'. */
+  method?: AdaptCsvMethod;
   seed?: number;
 }
 

@@ -1,12 +1,14 @@
 /**
  * `graft adapt` on numeric CSV: a labelled source CSV and a target CSV with the same feature columns (its
  * label column, if it has one, is read only to report target accuracy, and the result says so). The
- * adapted classifier (adapt/features.ts) is saved as an ordinary linear model folder whose standardisation
- * is the target's, so `graft eval`, `predict` and `serve` take it like any CSV model.
+ * adapted classifier (adapt/features.ts; or DANN's network, adapt/dann.ts, as an MLP) is saved as an ordinary
+ * model folder whose standardisation is the target's (DANN's: both domains'), so `graft eval`, `predict` and `serve` take it like any CSV model.
  */
 import { GraftError } from '../errors.ts';
 import { checkClasses, encodeLabels, readNumericCsv } from '../data/csv.ts';
-import { linearHead } from '../heads/heads.ts';
+import { linearHead, mlpHead } from '../heads/heads.ts';
+import type { Network } from '../train/network.ts';
+import { dannLogits, fitDann } from './dann.ts';
 import { Learner } from '../train/learner.ts';
 import { accuracy, argmaxRows } from '../train/metrics.ts';
 import { readFileSync } from 'node:fs';
@@ -14,11 +16,14 @@ import { GRAFT_VERSION, saveModel, sha256 } from '../model/folder.ts';
 import { type AdaptChoice, type AdaptMethod, adaptFeatures, adaptedLogits } from './features.ts';
 import { type ShiftReport, measureShift } from './shift.ts';
 
+/** What `graft adapt` can run: a linear method on the features (or 'auto' among them), or DANN. */
+export type AdaptCsvMethod = AdaptChoice | 'dann';
+
 export interface AdaptCsvOptions {
   source: string;
   target: string;
   out: string;
-  method?: AdaptChoice;
+  method?: AdaptCsvMethod;
   seed?: number;
   threads?: number;
   log?: (line: string) => void;
@@ -26,7 +31,7 @@ export interface AdaptCsvOptions {
 
 export interface AdaptCsvResult {
   out: string;
-  method: AdaptMethod;
+  method: AdaptMethod | 'dann';
   labels: string[];
   nSource: number;
   nTarget: number;
@@ -67,20 +72,37 @@ export async function adaptCsv(o: AdaptCsvOptions): Promise<AdaptCsvResult> {
   const common = { seed, ...(o.threads ? { threads: o.threads } : {}) };
   const shift = await measureShift(data, common);
   log(`shift: ${shift.words}`);
-  const fit = await adaptFeatures(data, { ...common, ...(o.method ? { method: o.method } : {}), log });
+  const k = classes.length;
+  let net: Network;
+  let logits: Float64Array;
+  let summary: { method: AdaptMethod | 'dann'; C: number | null; pseudoLabelled: number; sourceCvAccuracy: number | null; candidates?: unknown; domainAccuracy?: number };
+  if (o.method === 'dann') {
+    const f = await fitDann(data, { ...common, log });
+    // The same network as an MLP head (Gemm weights [in, out]), reading rows through DANN's standardisation.
+    net = mlpHead({ inputDim: src.d, classes: k, hidden: [f.hidden, f.hidden], dropout: 0, seed, standardize: f.standardize });
+    const values: Record<string, Float32Array> = { 'hidden0.weight': f.w1, 'hidden0.bias': f.b1, 'hidden1.weight': f.w2, 'hidden1.bias': f.b2, 'out.weight': f.wc, 'out.bias': f.bc };
+    for (const p of net.params) p.value = values[p.name]!;
+    net.config = { ...net.config, adapted: 'dann' };
+    logits = dannLogits(f, tgt.x, src.d);
+    summary = { method: 'dann', C: null, pseudoLabelled: 0, sourceCvAccuracy: null, domainAccuracy: f.domainAccuracy };
+    log(`adapt (dann): domain classifier accuracy ${(100 * f.domainAccuracy).toFixed(1)}% at the end (50% is full confusion)`);
+  } else {
+    const fit = await adaptFeatures(data, { ...common, ...(o.method ? { method: o.method } : {}), log });
+    net = linearHead({ inputDim: src.d, classes: k, seed, standardize: fit.standardize });
+    net.params[0]!.value = fit.weight;
+    net.params[1]!.value = fit.bias;
+    net.config = { ...net.config, solver: 'lbfgs', C: fit.C, adapted: fit.method };
+    logits = adaptedLogits(fit, tgt.x, src.d);
+    summary = { method: fit.method, C: fit.C, pseudoLabelled: fit.pseudoLabelled, sourceCvAccuracy: fit.sourceCvAccuracy, ...(fit.candidates ? { candidates: fit.candidates } : {}) };
+  }
   let targetAccuracy: number | null = null;
   let sourceOnlyTargetAccuracy: number | null = null;
   if (yt) {
-    const k = classes.length;
-    targetAccuracy = accuracy(yt, argmaxRows(Float32Array.from(adaptedLogits(fit, tgt.x, src.d)), k));
-    const base = fit.method === 'source-only' ? fit : await adaptFeatures(data, { ...common, method: 'source-only' });
+    targetAccuracy = accuracy(yt, argmaxRows(Float32Array.from(logits), k));
+    const base = await adaptFeatures(data, { ...common, method: 'source-only' });
     sourceOnlyTargetAccuracy = accuracy(yt, argmaxRows(Float32Array.from(adaptedLogits(base, tgt.x, src.d)), k));
-    log(`target accuracy (labels used for this report only): ${fit.method} ${(100 * targetAccuracy).toFixed(1)}%, source-only ${(100 * sourceOnlyTargetAccuracy).toFixed(1)}%`);
+    log(`target accuracy (labels used for this report only): ${summary.method} ${(100 * targetAccuracy).toFixed(1)}%, source-only ${(100 * sourceOnlyTargetAccuracy).toFixed(1)}%`);
   }
-  const net = linearHead({ inputDim: src.d, classes: classes.length, seed, standardize: fit.standardize });
-  net.params[0]!.value = fit.weight;
-  net.params[1]!.value = fit.bias;
-  net.config = { ...net.config, solver: 'lbfgs', C: fit.C, adapted: fit.method };
   const learner = new Learner({ net, train: { x: src.x, y: ys, n: ys.length }, seed, ...(o.threads ? { threads: o.threads } : {}) });
   try {
     saveModel(o.out, {
@@ -89,12 +111,12 @@ export async function adaptCsv(o: AdaptCsvOptions): Promise<AdaptCsvResult> {
       outputs: { probabilities: 'probabilities', logits: 'logits' }, backbone: null, head: net.config,
       training: {
         adapt: {
-          method: fit.method, source: o.source, target: o.target, nSource: ys.length, nTarget: tgt.n, C: fit.C, pseudoLabelled: fit.pseudoLabelled,
-          ...(fit.candidates ? { candidates: fit.candidates } : {}), shift: { domainAccuracy: shift.domainAccuracy, proxyADistance: shift.proxyADistance, words: shift.words },
+          ...summary, source: o.source, target: o.target, nSource: ys.length, nTarget: tgt.n,
+          shift: { domainAccuracy: shift.domainAccuracy, proxyADistance: shift.proxyADistance, words: shift.words },
         },
         seed,
       },
-      metrics: { sourceCvAccuracy: fit.sourceCvAccuracy, targetAccuracy, sourceOnlyTargetAccuracy, nTrain: ys.length },
+      metrics: { sourceCvAccuracy: summary.sourceCvAccuracy, targetAccuracy, sourceOnlyTargetAccuracy, nTrain: ys.length },
       history: [],
       provenance: {
         data: { source: { path: o.source, sha256: sha256(readFileSync(o.source)) }, target: { path: o.target, sha256: sha256(readFileSync(o.target)) } },
@@ -105,7 +127,7 @@ export async function adaptCsv(o: AdaptCsvOptions): Promise<AdaptCsvResult> {
     await learner.dispose();
   }
   return {
-    out: o.out, method: fit.method, labels: classes, nSource: ys.length, nTarget: tgt.n, shift, sourceCvAccuracy: fit.sourceCvAccuracy,
-    pseudoLabelled: fit.pseudoLabelled, targetAccuracy, sourceOnlyTargetAccuracy, notes, seconds: (performance.now() - t0) / 1000,
+    out: o.out, method: summary.method, labels: classes, nSource: ys.length, nTarget: tgt.n, shift, sourceCvAccuracy: summary.sourceCvAccuracy,
+    pseudoLabelled: summary.pseudoLabelled, targetAccuracy, sourceOnlyTargetAccuracy, notes, seconds: (performance.now() - t0) / 1000,
   };
 }

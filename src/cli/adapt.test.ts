@@ -46,6 +46,21 @@ test('graft adapt: digits -> MNIST, the shift in words, self-training beats sour
   assert.doesNotMatch(u.stdout, /target accuracy/);
 });
 
+test('graft adapt --method dann: the adversarial network saved as an MLP model folder, and graft eval agrees with it', () => {
+  const out = join(dir, 'model-dann');
+  const r = graft('adapt', source, '--target', target, '--method', 'dann', '--out', out, '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const j = r.json();
+  assert.equal(j.method, 'dann');
+  assert.match(r.stderr, /domain classifier accuracy/);
+  const e = graft('eval', out, target, '--json');
+  assert.equal(e.code, 0, e.stderr);
+  assert.ok(Math.abs(e.json().accuracy - j.targetAccuracy) < 1e-9, `eval ${e.json().accuracy} vs adapt ${j.targetAccuracy}`);
+  const card = JSON.parse(readFileSync(join(out, 'graft.json'), 'utf8'));
+  assert.equal(card.head.kind, 'mlp');
+  assert.equal(card.training.adapt.method, 'dann');
+});
+
 test('graft adapt: bad input is a typed error with a hint', () => {
   const narrow = join(dir, 'narrow.csv');
   writeFileSync(narrow, 'a,b\n1,2\n3,4\n');
@@ -56,6 +71,6 @@ test('graft adapt: bad input is a typed error with a hint', () => {
   const tiny = join(dir, 'tiny.csv');
   writeFileSync(tiny, readFileSync(unlabelled, 'utf8').split('\n').slice(0, 4).join('\n') + '\n');
   expectError(graft('adapt', source, '--target', tiny), 'E_TARGET_TOO_SMALL');
-  expectError(graft('adapt', source, '--target', unlabelled, '--method', 'dann'), 'E_BAD_OPTION');
+  expectError(graft('adapt', source, '--target', unlabelled, '--method', 'mmd'), 'E_BAD_OPTION');
   expectError(graft('adapt', source), 'E_USAGE');
 });

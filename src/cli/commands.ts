@@ -124,14 +124,14 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'adapt',
     synopsis: [
-    'graft adapt <source.csv> --target <target.csv> [--method self-train|coral|standardize|source-only|auto] [--out DIR] [--json]',
+    'graft adapt <source.csv> --target <target.csv> [--method self-train|coral|standardize|source-only|auto|dann] [--out DIR] [--json]',
     '            a classifier for the target domain from labelled source rows and unlabelled target rows;',
     '            a label column in the target is used only to report target accuracy',
   ],
     about: 'Domain adaptation: says how far apart the domains are, adapts, and writes a model folder for the target.',
     options: [
       { name: 'target', type: 'string', arg: 'CSV', key: 'target', help: 'the target domain\'s rows (same feature columns; labels optional, for reporting only)' },
-      { name: 'method', type: 'string', arg: 'NAME', key: 'method', help: 'self-train (default), coral, standardize, source-only, or auto (chosen by reverse validation)' },
+      { name: 'method', type: 'string', arg: 'NAME', key: 'method', help: 'self-train (default), coral, standardize, source-only, auto (one of those, by reverse validation), or dann (adversarial, an MLP)' },
       { name: 'out', type: 'string', arg: 'DIR', key: 'out', help: 'the model folder to write (default graft-model)' },
       seed, threads, json,
     ],
