@@ -112,7 +112,7 @@ export async function adaptCsv(o: AdaptCsvOptions): Promise<AdaptCsvResult> {
       training: {
         adapt: {
           ...summary, source: o.source, target: o.target, nSource: ys.length, nTarget: tgt.n,
-          shift: { domainAccuracy: shift.domainAccuracy, proxyADistance: shift.proxyADistance, words: shift.words },
+          shift: { domainAccuracy: shift.domainAccuracy, proxyADistance: shift.proxyADistance, words: shift.words, projection: shift.projection },
         },
         seed,
       },

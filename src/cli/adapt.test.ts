@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { loadDigits } from '../data/digits.ts';
 import { mnistAsDigits } from '../data/mnist.ts';
 import { cliRunner, expectError } from './testkit.ts';
+import { CHROMIUM, canvases, chromium } from '../report/testkit.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'graft-adapt-cli-'));
 const graft = cliRunner(join(dir, 'cache'));
@@ -38,6 +39,23 @@ test('graft adapt: digits -> MNIST, the shift in words, self-training beats sour
   const card = JSON.parse(readFileSync(join(out, 'graft.json'), 'utf8'));
   assert.equal(card.training.adapt.method, 'self-train');
   assert.equal(card.training.adapt.nTarget, 1000);
+  // The report shows the shift as a picture: both domains on their first two principal axes.
+  const page = join(dir, 'report.html');
+  const rep = graft('report', out, '--out', page);
+  assert.equal(rep.code, 0, rep.stderr);
+  const html = readFileSync(page, 'utf8');
+  assert.match(html, /data-section="shift"/);
+  assert.match(html, /The domains are far apart/);
+  const specs = JSON.parse(html.match(/<script type="application\/json" id="graft-charts">([\s\S]*?)<\/script>/)![1]!) as { id: string; series: { name: string; points: unknown[] }[] }[];
+  const shift = specs.find((c) => c.id === 'chart-shift')!;
+  assert.deepEqual(shift.series.map((q) => q.points.length), [300, 300]);
+  assert.equal(card.training.adapt.shift.projection.explained.length, 2);
+  if (CHROMIUM) {
+    // Drawn in the browser from the file alone: the shift picture paints.
+    const c = canvases(chromium(`file://${page}`, ['--dump-dom'])).find((q) => q['id'] === 'chart-shift')!;
+    assert.equal(c['data-rendered'], '1');
+    assert.ok(Number(c['data-ink']) > 2000, `chart-shift painted only ${c['data-ink']} pixels`);
+  }
   // An unlabelled target works too; the text output says what was done.
   const u = graft('adapt', source, '--target', unlabelled, '--out', join(dir, 'model2'));
   assert.equal(u.code, 0, u.stderr);

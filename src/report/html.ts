@@ -11,7 +11,7 @@ import { GraftError } from '../errors.ts';
 export const esc = (s: unknown): string => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 /** A chart series: points [x, y]; a y of null leaves a gap. */
-export interface Series { name: string; points: [number, number | null][]; dashed?: boolean; pointsOnly?: boolean; color?: string }
+export interface Series { name: string; points: [number, number | null][]; dashed?: boolean; pointsOnly?: boolean; color?: string; /** Point radius in pixels (default 6 for pointsOnly, else 3, or 0 on long lines). */ radius?: number }
 
 export interface ChartSpec {
   id: string;
@@ -90,7 +90,7 @@ const CLIENT = `(function () {
           return {
             label: d.name, data: d.points.map(function (p) { return { x: p[0], y: p[1] }; }),
             borderColor: col, backgroundColor: col, borderDash: d.dashed ? [6, 4] : [], showLine: !d.pointsOnly, spanGaps: true,
-            pointRadius: d.pointsOnly ? 6 : (d.points.length > 30 ? 0 : 3), pointHoverRadius: 5, borderWidth: 2, tension: 0
+            pointRadius: d.radius != null ? d.radius : d.pointsOnly ? 6 : (d.points.length > 30 ? 0 : 3), pointHoverRadius: 5, borderWidth: 2, tension: 0
           };
         }) },
         options: {

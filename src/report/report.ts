@@ -48,6 +48,15 @@ export function lrFindOf(card: ModelCard): LrFind | null {
   return { lrs: lrs as number[], losses: losses.map((x) => (typeof x === 'number' ? x : NaN)), suggestion: typeof suggestion === 'number' && suggestion > 0 ? suggestion : null };
 }
 
+/** What `graft adapt` recorded about the shift, where it did. */
+function shiftOf(card: ModelCard): { words: string; method: string; projection: { source: [number, number][]; target: [number, number][]; explained: [number, number] } } | null {
+  const a = (card.training as { adapt?: { method?: unknown; shift?: { words?: unknown; projection?: { source?: unknown; target?: unknown; explained?: unknown } } } }).adapt;
+  const p = a?.shift?.projection;
+  if (!a || typeof a.shift?.words !== 'string' || !p || !Array.isArray(p.source) || !Array.isArray(p.target) || !Array.isArray(p.explained)) return null;
+  const pts = (v: unknown[]) => v.filter((q): q is [number, number] => Array.isArray(q) && q.length === 2 && q.every((x) => typeof x === 'number' && Number.isFinite(x)));
+  return { words: a.shift.words, method: String(a.method), projection: { source: pts(p.source), target: pts(p.target), explained: [Number(p.explained[0]) || 0, Number(p.explained[1]) || 0] } };
+}
+
 function diagnosisOf(card: ModelCard): Diagnosis | null {
   const d = card.diagnosis as Partial<Diagnosis> | undefined;
   if (!d || typeof d !== 'object' || typeof d.summary !== 'string') return null;
@@ -224,9 +233,26 @@ export function renderReport(card: ModelCard, evalResult: EvalResult | null, o: 
 <section data-section="lr-find"><div class="charts">${chartBox(c)}</div>
 <p class="sub">${lr.suggestion ? `Suggested learning rate: <b>${esc(lr.suggestion.toPrecision(3))}</b>. ` : ''}The loss over a sweep of learning rates; pick one where it still falls steeply, well before the minimum.</p></section>`;
   }
+  const shift = shiftOf(card);
+  let shiftSection = '';
+  if (shift) {
+    const pc = (x: number) => `${(100 * x).toFixed(0)}%`;
+    const c: ChartSpec = {
+      id: 'chart-shift', title: 'Source and target rows on their first two principal axes', xLabel: `axis 1 (${pc(shift.projection.explained[0])} of the variance)`, yLabel: `axis 2 (${pc(shift.projection.explained[1])})`,
+      series: [
+        { name: `source (${shift.projection.source.length} rows)`, points: shift.projection.source, pointsOnly: true, radius: 2 },
+        { name: `target (${shift.projection.target.length} rows)`, points: shift.projection.target, pointsOnly: true, radius: 2 },
+      ],
+    };
+    charts.push(c);
+    shiftSection = `<h2>Domain shift</h2>
+<section data-section="shift"><p>${esc(shift.words.charAt(0).toUpperCase() + shift.words.slice(1))}.</p><div class="charts">${chartBox(c)}</div>
+<p class="sub">Adapted with <b>${esc(shift.method)}</b>. Where the two clouds do not overlap, a model trained on the source alone sees the target as new ground.</p></section>`;
+  }
   const title = o.title ?? `graft report: ${basename(resolve(o.modelDir ?? 'model'))}`;
   const body = `${header(card, { ...o, title })}
 ${diagnosisSection(diagnosisOf(card))}
+${shiftSection}
 <h2>Learning curves</h2>
 <section data-section="curves">${curves}</section>
 ${lrSection}
