@@ -99,8 +99,9 @@ export async function adaptCsv(o: AdaptCsvOptions): Promise<AdaptCsvResult> {
   let sourceOnlyTargetAccuracy: number | null = null;
   if (yt) {
     targetAccuracy = accuracy(yt, argmaxRows(Float32Array.from(logits), k));
-    const base = await adaptFeatures(data, { ...common, method: 'source-only' });
-    sourceOnlyTargetAccuracy = accuracy(yt, argmaxRows(Float32Array.from(adaptedLogits(base, tgt.x, src.d)), k));
+    // Source-only is the baseline; when it is the method itself, it is not fitted twice.
+    sourceOnlyTargetAccuracy = summary.method === 'source-only' ? targetAccuracy
+      : accuracy(yt, argmaxRows(Float32Array.from(adaptedLogits(await adaptFeatures(data, { ...common, method: 'source-only' }), tgt.x, src.d)), k));
     log(`target accuracy (labels used for this report only): ${summary.method} ${(100 * targetAccuracy).toFixed(1)}%, source-only ${(100 * sourceOnlyTargetAccuracy).toFixed(1)}%`);
   }
   const learner = new Learner({ net, train: { x: src.x, y: ys, n: ys.length }, seed, ...(o.threads ? { threads: o.threads } : {}) });

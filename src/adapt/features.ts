@@ -22,6 +22,7 @@
 import { GraftError } from '../errors.ts';
 import { fitStandardize, type Standardize } from '../heads/heads.ts';
 import { convexLogits, fitConvexProbe } from '../probe/convex.ts';
+import { accuracy, argmaxRows } from '../train/metrics.ts';
 
 export const ADAPT_METHODS = ['source-only', 'standardize', 'coral', 'self-train'] as const;
 export type AdaptMethod = (typeof ADAPT_METHODS)[number];
@@ -236,10 +237,7 @@ export async function reverseAccuracy(a: AdaptData, f: AdaptFit, o: { seed?: num
   const xt = perDomain ? apply(a.xt, fitStandardize(a.xt, nt, d), d) : a.xt;
   const xs = perDomain ? apply(a.xs, fitStandardize(a.xs, a.ys.length, d), d) : a.xs;
   const back = await fitConvexProbe(xt, label, d, k, { seed: o.seed ?? 0, Cs: [f.C], ...(o.threads ? { threads: o.threads } : {}) });
-  const z = convexLogits(back, xs, d);
-  let ok = 0;
-  for (let i = 0; i < a.ys.length; i++) { let b = 0; for (let c = 1; c < k; c++) if (z[i * k + c]! > z[i * k + b]!) b = c; if (b === a.ys[i]) ok++; }
-  return ok / a.ys.length;
+  return accuracy(a.ys, argmaxRows(Float32Array.from(convexLogits(back, xs, d)), k));
 }
 
 async function fitMethod(a: AdaptData, method: AdaptMethod, o: AdaptOptions): Promise<AdaptFit> {
